@@ -1,0 +1,199 @@
+"""MAML (Finn, Abbeel and Levine, 2017) for supervised episodes, with first-order and Meta-SGD options.
+
+One task's contribution is "adapt on the support set, then the loss on the query set"; the meta-batch
+runs it either batched over the task axis with ``torch.func.vmap`` or in a per-task loop. Both give
+the same meta-gradient (tested against a plain autograd reference); which is faster depends on the
+device and model (see :func:`choose_batched`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from functools import partial
+from typing import Any, Literal
+
+import torch
+from torch import Tensor, nn
+from torch.func import vmap
+
+from metarl.functional import LOSSES, LearningRate, Params, adapt, forward, metric_of_loss, parameters_of, score
+from metarl.tasks import Episode
+
+
+@dataclass
+class MAMLConfig:
+    """MAML's hyper-parameters; the defaults are the paper's sinusoid settings."""
+
+    inner_lr: float = 0.01
+    """Step size of the inner (adaptation) gradient steps (alpha in the paper)."""
+    inner_steps: int = 1
+    """Inner steps during meta-training."""
+    eval_inner_steps: int = 10
+    """Inner steps at meta-test; evaluation reports the metric after 0, 1, ..., this many steps."""
+    first_order: bool = False
+    """Drop the second-order terms of the meta-gradient (first-order MAML)."""
+    meta_sgd: bool = False
+    """Learn one inner step size per parameter element (Meta-SGD, Li et al. 2017), starting at inner_lr."""
+    meta_lr: float = 1e-3
+    """Adam step size of the outer (meta) update (beta in the paper)."""
+    path: Literal["auto", "batched", "per_task"] = "auto"
+    """How the meta-batch is computed: vmap over tasks, a per-task loop, or the faster for the device."""
+
+    def __post_init__(self) -> None:
+        if self.inner_lr <= 0 or self.meta_lr <= 0:
+            raise ValueError(f"learning rates must be positive, got inner_lr={self.inner_lr}, meta_lr={self.meta_lr}")
+        if self.inner_steps < 1 or self.eval_inner_steps < 0:
+            raise ValueError(
+                f"need inner_steps >= 1 and eval_inner_steps >= 0, got {self.inner_steps}, {self.eval_inner_steps}"
+            )
+        if self.path not in ("auto", "batched", "per_task"):
+            raise ValueError(f"path must be 'auto', 'batched' or 'per_task', got {self.path!r}")
+
+
+def choose_batched(model: nn.Module, device: torch.device) -> bool:
+    """Whether vmap over tasks is the faster path for this model on this device.
+
+    Measured (Omniglot conv4-64, meta-batch 32): on a GPU vmap is ~13x faster than a per-task loop;
+    on a 2-core CPU it is ~2.4x slower for convolutions (vmap turns them into grouped convolutions)
+    but ~6x faster for the sinusoid MLP.
+    """
+    has_conv = any(isinstance(m, nn.modules.conv._ConvNd) for m in model.modules())
+    return device.type == "cuda" or not has_conv
+
+
+class MAML:
+    """Model-agnostic meta-learning of an initialisation for ``model``.
+
+    ``loss`` is ``"mse"`` (regression) or ``"cross_entropy"`` (classification). The object owns the
+    meta-optimiser (Adam), so the trainer only calls :meth:`meta_train_step` and :meth:`evaluate`.
+    """
+
+    method = "maml"
+
+    def __init__(self, model: nn.Module, loss: str, config: MAMLConfig | None = None, device: str | torch.device = "cpu"):
+        if loss not in LOSSES:
+            raise ValueError(f"unknown loss {loss!r}; choose one of {sorted(LOSSES)}")
+        self.config = config or MAMLConfig()
+        self.device = torch.device(device)
+        self.model = model.to(self.device)
+        self.loss = loss
+        self.metric = metric_of_loss(loss)
+        self.inner_lrs: dict[str, nn.Parameter] = {}
+        if self.config.meta_sgd:
+            self.inner_lrs = {
+                name: nn.Parameter(torch.full_like(p, self.config.inner_lr))
+                for name, p in parameters_of(self.model).items()
+            }
+        self.optimizer = torch.optim.Adam(
+            [*self.model.parameters(), *self.inner_lrs.values()], lr=self.config.meta_lr
+        )
+        if self.config.path == "auto":
+            self.batched = choose_batched(self.model, self.device)
+        else:
+            self.batched = self.config.path == "batched"
+
+    # --- the two pieces every path shares -------------------------------------------------------
+    def _support_loss(self, params: Params, data: tuple[Tensor, Tensor]) -> Tensor:
+        x, y = data
+        return LOSSES[self.loss](forward(self.model, params, x), y)
+
+    @property
+    def inner_lr(self) -> LearningRate:
+        """The inner step size: the configured scalar, or the learned per-parameter tensors."""
+        return self.inner_lrs if self.inner_lrs else self.config.inner_lr
+
+    def _task_objective(
+        self, params: Params, support_x: Tensor, support_y: Tensor, query_x: Tensor, query_y: Tensor
+    ) -> tuple[Tensor, Tensor]:
+        """Adapt on one task's support set; return the query loss and the query metric."""
+        adapted = adapt(
+            params,
+            self._support_loss,
+            (support_x, support_y),
+            self.config.inner_steps,
+            self.inner_lr,
+            self.config.first_order,
+        )
+        prediction = forward(self.model, adapted, query_x)
+        return LOSSES[self.loss](prediction, query_y), score(self.loss, prediction.detach(), query_y)
+
+    # --- meta-training ----------------------------------------------------------------------------
+    def meta_backward(self, episode: Episode) -> dict[str, float]:
+        """Accumulate the meta-gradient of the mean query loss over the episode's tasks into ``.grad``."""
+        params = parameters_of(self.model)
+        tensors = episode.to(self.device).tensors()
+        if self.batched:
+            losses, scores = vmap(self._task_objective, in_dims=(None, 0, 0, 0, 0))(params, *tensors)
+            losses.mean().backward()
+        else:
+            per_task = []
+            for i in range(episode.num_tasks):
+                loss, task_score = self._task_objective(params, *(t[i] for t in tensors))
+                (loss / episode.num_tasks).backward()
+                per_task.append((loss.detach(), task_score))
+            losses, scores = (torch.stack(column) for column in zip(*per_task))
+        return {"query_loss": losses.mean().item(), f"query_{self.metric}": scores.mean().item()}
+
+    def meta_train_step(self, episode: Episode) -> dict[str, float]:
+        """One meta-update (Adam) on the mean post-adaptation query loss of the episode's tasks."""
+        self.optimizer.zero_grad(set_to_none=True)
+        metrics = self.meta_backward(episode)
+        self.optimizer.step()
+        return metrics
+
+    # --- meta-testing ----------------------------------------------------------------------------
+    def adapt(self, support_x: Tensor, support_y: Tensor, steps: int | None = None) -> Params:
+        """Fine-tune a copy of the parameters on one task's support set (no meta-gradient kept)."""
+        steps = self.config.eval_inner_steps if steps is None else steps
+        params = {name: p.detach() for name, p in parameters_of(self.model).items()}
+        data = (support_x.to(self.device), support_y.to(self.device))
+        return adapt(params, self._support_loss, data, steps, self._detached_inner_lr(), first_order=True)
+
+    def predict(self, params: Params, x: Tensor) -> Tensor:
+        """The model's output on ``x`` with (adapted) ``params``."""
+        with torch.no_grad():
+            return forward(self.model, params, x.to(self.device))
+
+    def _detached_inner_lr(self) -> LearningRate:
+        if self.inner_lrs:
+            return {name: lr.detach() for name, lr in self.inner_lrs.items()}
+        return self.config.inner_lr
+
+    def _adaptation_curve(
+        self, params: Params, steps: int, support_x: Tensor, support_y: Tensor, query_x: Tensor, query_y: Tensor
+    ) -> Tensor:
+        """The query metric of one task after 0, 1, ..., ``steps`` inner steps."""
+        curve = [score(self.loss, forward(self.model, params, query_x), query_y)]
+        for _ in range(steps):
+            params = adapt(params, self._support_loss, (support_x, support_y), 1, self._detached_inner_lr(), True)
+            curve.append(score(self.loss, forward(self.model, params, query_x), query_y))
+        return torch.stack(curve)
+
+    def evaluate(self, episode: Episode, steps: int | None = None) -> Tensor:
+        """Per-task query metric after 0..``steps`` adaptation steps, shape ``[tasks, steps + 1]``."""
+        steps = self.config.eval_inner_steps if steps is None else steps
+        params = {name: p.detach() for name, p in parameters_of(self.model).items()}
+        tensors = episode.to(self.device).tensors()
+        curve = partial(self._adaptation_curve, params, steps)
+        with torch.no_grad():
+            if self.batched:
+                return vmap(curve)(*tensors).cpu()
+            return torch.stack([curve(*(t[i] for t in tensors)) for i in range(episode.num_tasks)]).cpu()
+
+    # --- checkpoints -----------------------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "model": self.model.state_dict(),
+            "inner_lrs": {name: lr.detach().clone() for name, lr in self.inner_lrs.items()},
+            "optimizer": self.optimizer.state_dict(),
+            "config": asdict(self.config),
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.model.load_state_dict(state["model"])
+        if set(state["inner_lrs"]) != set(self.inner_lrs):
+            raise ValueError("the checkpoint's Meta-SGD step sizes do not match this model's meta_sgd setting")
+        with torch.no_grad():
+            for name, lr in state["inner_lrs"].items():
+                self.inner_lrs[name].copy_(lr)
+        self.optimizer.load_state_dict(state["optimizer"])

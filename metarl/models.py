@@ -1,0 +1,91 @@
+"""Backbones of the papers: the sinusoid MLP and the 4-block convolutional network.
+
+Models are built from a JSON spec (``{"name": "conv4", ...}``) so that a run folder can rebuild its
+model without pickled objects.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+
+class TaskBatchNorm2d(nn.Module):
+    """Batch norm that always normalises with the statistics of the batch it is given.
+
+    MAML (Finn et al. 2017) keeps no running averages: at meta-test the support set is normalised
+    with its own statistics during adaptation and the query set with the query batch's statistics
+    (transductive evaluation, as in the paper's code). It is written with ``var_mean`` rather than
+    ``F.batch_norm`` because, in torch 2.13, ``vmap``'s second-order gradient through
+    ``F.batch_norm`` with affine parameters is wrong, while these plain operations are exact.
+    """
+
+    def __init__(self, channels: int, eps: float = 1e-5) -> None:
+        super().__init__()
+        self.eps = eps
+        self.weight = nn.Parameter(torch.ones(channels))
+        self.bias = nn.Parameter(torch.zeros(channels))
+
+    def forward(self, x: Tensor) -> Tensor:
+        var, mean = torch.var_mean(x, dim=(0, 2, 3), unbiased=False, keepdim=True)
+        scale = self.weight.view(1, -1, 1, 1) * torch.rsqrt(var + self.eps)
+        return (x - mean) * scale + self.bias.view(1, -1, 1, 1)
+
+
+class MLP(nn.Sequential):
+    """Fully connected ReLU network; MAML's sinusoid model is ``MLP([1, 40, 40, 1])``."""
+
+    def __init__(self, sizes: Sequence[int]) -> None:
+        if len(sizes) < 2 or any(s < 1 for s in sizes):
+            raise ValueError(f"MLP sizes must be at least two positive integers, got {list(sizes)}")
+        layers: list[nn.Module] = []
+        for i, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:])):
+            layers.append(nn.Linear(n_in, n_out))
+            if i < len(sizes) - 2:
+                layers.append(nn.ReLU())
+        super().__init__(*layers)
+
+
+class Conv4(nn.Module):
+    """Four blocks of [3x3 conv, batch norm, ReLU, 2x2 max-pool] and a linear classifier.
+
+    The few-shot image backbone of Vinyals et al. (2016), used by MAML with 64 filters on Omniglot
+    and 32 on Mini-ImageNet. ``image_size`` fixes the classifier's input width.
+    """
+
+    def __init__(
+        self, in_channels: int, out_features: int, hidden: int = 64, image_size: int = 28, blocks: int = 4
+    ) -> None:
+        super().__init__()
+        if image_size >> blocks < 1:
+            raise ValueError(f"image_size {image_size} is too small for {blocks} pooling blocks")
+        layers: list[nn.Module] = []
+        channels = in_channels
+        for _ in range(blocks):
+            layers += [
+                nn.Conv2d(channels, hidden, kernel_size=3, padding=1),
+                TaskBatchNorm2d(hidden),
+                nn.ReLU(),
+                nn.MaxPool2d(2),
+            ]
+            channels = hidden
+        self.features = nn.Sequential(*layers, nn.Flatten())
+        self.classifier = nn.Linear(hidden * (image_size >> blocks) ** 2, out_features)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.classifier(self.features(x))
+
+
+MODELS: dict[str, type[nn.Module]] = {"mlp": MLP, "conv4": Conv4}
+
+
+def build_model(spec: dict[str, Any]) -> nn.Module:
+    """Build a model from ``{"name": ..., **constructor arguments}``."""
+    options = dict(spec)
+    name = options.pop("name", None)
+    if name not in MODELS:
+        raise ValueError(f"unknown model {name!r}; choose one of {sorted(MODELS)}")
+    return MODELS[name](**options)

@@ -1,0 +1,141 @@
+"""The shared interface between task distributions and meta-learners.
+
+A *task* is a plain value (a family name and a few JSON-serialisable parameters) so that it can be
+logged, checkpointed and compared. A *task distribution* samples tasks from an explicit
+``numpy.random.Generator``: the same seed gives the same tasks. Supervised families also turn a list
+of tasks into an :class:`Episode`, the support and query sets stacked on a leading task axis. RL task
+distributions are gymnasium environments with ``set_task``/``get_task`` (see ``envs``).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any, Literal, Protocol, runtime_checkable
+
+import numpy as np
+import torch
+from torch import Tensor
+
+Metric = Literal["mse", "accuracy", "return"]
+
+
+def _freeze(value: Any) -> Any:
+    """Turn lists into tuples and dicts into read-only mappings so a Task cannot change once made."""
+    if isinstance(value, Mapping):
+        return MappingProxyType({str(k): _freeze(v) for k, v in value.items()})
+    if isinstance(value, (list, tuple)):
+        return tuple(_freeze(v) for v in value)
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
+
+
+def _thaw(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return {k: _thaw(v) for k, v in value.items()}
+    if isinstance(value, tuple):
+        return [_thaw(v) for v in value]
+    return value
+
+
+@dataclass(frozen=True)
+class Task:
+    """One task of a distribution, named by the few values that define it.
+
+    ``params`` holds JSON values only (numbers, strings, booleans, lists, dicts); numpy scalars are
+    converted on construction. Examples: ``Task("sinusoid", {"amplitude": 2.0, "phase": 0.3})``,
+    ``Task("omniglot", {"classes": [12, 407, 3, 99, 1500]})``.
+    """
+
+    family: str
+    params: Mapping[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.family, str) or not self.family:
+            raise ValueError(f"Task.family must be a non-empty string, got {self.family!r}")
+        frozen = _freeze(self.params)
+        try:
+            json.dumps(_thaw(frozen), allow_nan=False)
+        except (TypeError, ValueError) as error:
+            raise ValueError(
+                f"Task parameters must be JSON values (numbers, strings, lists, dicts): {error}"
+            ) from None
+        object.__setattr__(self, "params", frozen)
+
+    def __getitem__(self, key: str) -> Any:
+        return self.params[key]
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Task) and self.to_dict() == other.to_dict()
+
+    def __hash__(self) -> int:
+        return hash(json.dumps(self.to_dict(), sort_keys=True))
+
+    def to_dict(self) -> dict[str, Any]:
+        """The task as a JSON-ready dict: ``{"family": ..., "params": {...}}``."""
+        return {"family": self.family, "params": _thaw(self.params)}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Task:
+        """Rebuild a task from :meth:`to_dict`'s output."""
+        if set(data) != {"family", "params"}:
+            raise ValueError(f"a task dict has exactly the keys 'family' and 'params', got {sorted(data)}")
+        return cls(data["family"], data["params"])
+
+
+@runtime_checkable
+class TaskDistribution(Protocol):
+    """Anything that samples tasks from an explicit random generator."""
+
+    def sample_tasks(self, n: int, rng: np.random.Generator) -> list[Task]: ...
+
+
+@dataclass
+class Episode:
+    """A batch of supervised tasks: support and query sets stacked on a leading task axis.
+
+    Shapes: ``support_x [tasks, support, *features]``, ``support_y [tasks, support(, ...)]`` and the
+    same for the query set. Labels are class indices (``long``) for classification and values for
+    regression.
+    """
+
+    support_x: Tensor
+    support_y: Tensor
+    query_x: Tensor
+    query_y: Tensor
+
+    def __post_init__(self) -> None:
+        sizes = {t.shape[0] for t in (self.support_x, self.support_y, self.query_x, self.query_y)}
+        if len(sizes) != 1:
+            raise ValueError(f"support and query tensors disagree on the number of tasks: {sizes}")
+
+    @property
+    def num_tasks(self) -> int:
+        return self.support_x.shape[0]
+
+    def to(self, device: torch.device | str) -> Episode:
+        return Episode(*(t.to(device, non_blocking=True) for t in self.tensors()))
+
+    def tensors(self) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        return self.support_x, self.support_y, self.query_x, self.query_y
+
+    def task(self, index: int) -> Episode:
+        """The single-task episode at ``index`` (task axis kept, of size one)."""
+        return Episode(*(t[index : index + 1] for t in self.tensors()))
+
+
+@runtime_checkable
+class SupervisedTaskDistribution(TaskDistribution, Protocol):
+    """A task distribution whose tasks become support/query episodes.
+
+    ``loss`` names the training loss (``"mse"`` or ``"cross_entropy"``) and ``metric`` what is
+    reported (``"mse"`` or ``"accuracy"``).
+    """
+
+    loss: str
+    metric: Metric
+
+    def episode(self, tasks: Sequence[Task], rng: np.random.Generator) -> Episode: ...

@@ -1,0 +1,193 @@
+"""The training loop shared by every meta-learner: progress, logs, evaluation, checkpoints, resume."""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from metarl.checkpoint import load_checkpoint, save_checkpoint
+from metarl.evaluate import EvalResult
+from metarl.logger import RunLogger
+
+RESUMABLE_CHANGES = frozenset({"iterations", "resume", "device", "progress"})
+"""Training settings that may change when a run is resumed; any other change is refused."""
+
+
+@dataclass
+class TrainConfig:
+    """Settings of the loop itself, shared by every training script."""
+
+    out: str = "runs/run"
+    """Run folder: config.json, metrics.jsonl, tensorboard/, checkpoint.pt, eval.json."""
+    iterations: int = 1000
+    """Meta-training iterations (outer updates)."""
+    meta_batch_size: int = 25
+    """Tasks per meta-update."""
+    log_every: int = 100
+    """Iterations between train/ and perf/ records."""
+    eval_every: int = 1000
+    """Iterations between evaluations on held-out tasks (also done before the first update)."""
+    eval_tasks: int = 100
+    """Held-out tasks per periodic evaluation."""
+    final_eval_tasks: int = 600
+    """Held-out tasks of the final evaluation (mean and 95% confidence interval)."""
+    checkpoint_every: int = 1000
+    """Iterations between checkpoints (one is always written at the end)."""
+    seed: int = 0
+    """Seeds model initialisation and task sampling."""
+    device: str = "auto"
+    """auto (CUDA when available), cpu or cuda."""
+    resume: bool = False
+    """Continue the run in --out from its checkpoint."""
+    progress: bool = True
+    """Show a progress bar."""
+
+    def __post_init__(self) -> None:
+        for name in ("iterations", "meta_batch_size", "log_every", "eval_every", "eval_tasks",
+                     "final_eval_tasks", "checkpoint_every"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name.replace('_', '-')} must be a positive integer, got {getattr(self, name)}")
+
+
+class MetaLearner(Protocol):
+    """What the loop needs of a meta-learner."""
+
+    method: str
+
+    def meta_train_step(self, batch: Any) -> dict[str, float]: ...
+    def state_dict(self) -> dict[str, Any]: ...
+    def load_state_dict(self, state: dict[str, Any]) -> None: ...
+
+
+class TrainingDiverged(FloatingPointError):
+    """A training metric became NaN or infinite; the last good checkpoint is left as it was."""
+
+
+def resolve_device(name: str) -> torch.device:
+    """``auto`` is CUDA when available, else the CPU; asking for CUDA without it is an error."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name not in ("cpu", "cuda") and not name.startswith("cuda:"):
+        raise ValueError(f"device must be auto, cpu or cuda, got {name!r}")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError(f"device {name!r} was asked for but torch sees no CUDA GPU; use --device cpu")
+    return torch.device(name)
+
+
+def config_differences(old: dict[str, Any], new: dict[str, Any], prefix: str = "") -> list[str]:
+    """Dotted keys whose values differ between two nested configurations."""
+    keys = []
+    for key in sorted(set(old) | set(new)):
+        a, b = old.get(key), new.get(key)
+        if isinstance(a, dict) and isinstance(b, dict):
+            keys += config_differences(a, b, f"{prefix}{key}.")
+        elif a != b:
+            keys.append(f"{prefix}{key}")
+    return keys
+
+
+class Trainer:
+    """Runs ``learner.meta_train_step`` on batches from ``sample_batch`` and keeps the run folder.
+
+    ``run_config`` is the whole configuration as JSON (saved as ``config.json``; its ``"train"``
+    entry is ``train``). ``evaluate`` returns held-out results and must draw its own tasks from a
+    fixed seed, so successive evaluations are comparable and resuming does not change them.
+    """
+
+    def __init__(
+        self,
+        learner: MetaLearner,
+        sample_batch: Callable[[np.random.Generator], Any],
+        evaluate: Callable[[int], EvalResult],
+        train: TrainConfig,
+        run_config: dict[str, Any],
+    ) -> None:
+        self.learner, self.sample_batch, self.evaluate = learner, sample_batch, evaluate
+        self.train, self.run_config = train, run_config
+        self.out = Path(train.out)
+        self.checkpoint_path = self.out / "checkpoint.pt"
+
+    def _prepare_folder(self) -> None:
+        config_path = self.out / "config.json"
+        if self.train.resume:
+            if not self.checkpoint_path.exists():
+                raise FileNotFoundError(f"--resume: no checkpoint at {self.checkpoint_path}")
+            old = json.loads(config_path.read_text())
+            changed = [k for k in config_differences(old, self.run_config)
+                       if k.removeprefix("train.") not in RESUMABLE_CHANGES]
+            if changed:
+                raise ValueError(f"--resume with a changed configuration: {', '.join(changed)} differ from "
+                                 f"{config_path}; start a new --out or restore those settings")
+        elif self.checkpoint_path.exists():
+            raise FileExistsError(f"{self.out} already holds a run; pass --resume to continue it or choose another --out")
+        self.out.mkdir(parents=True, exist_ok=True)
+        config_path.write_text(json.dumps(self.run_config, indent=2) + "\n")
+
+    def _save(self, step: int, rng: np.random.Generator, elapsed: float) -> None:
+        save_checkpoint(self.checkpoint_path, {
+            "method": self.learner.method,
+            "step": step,
+            "learner": self.learner.state_dict(),
+            "numpy_rng": json.dumps(rng.bit_generator.state),
+            "torch_rng": torch.get_rng_state(),
+            "config": json.dumps(self.run_config),
+            "elapsed": elapsed,
+        })
+
+    def _restore(self, rng: np.random.Generator) -> tuple[int, float]:
+        state = load_checkpoint(self.checkpoint_path, self.learner.method)
+        self.learner.load_state_dict(state["learner"])
+        rng.bit_generator.state = json.loads(state["numpy_rng"])
+        torch.set_rng_state(state["torch_rng"])
+        return state["step"], state["elapsed"]
+
+    def run(self) -> dict[int, EvalResult]:
+        """Train to ``train.iterations`` and return the evaluations made, by step."""
+        self._prepare_folder()
+        rng = np.random.default_rng(self.train.seed)
+        start, elapsed = self._restore(rng) if self.train.resume else (0, 0.0)
+        logger = RunLogger(self.out, start, elapsed)
+        evaluations: dict[int, EvalResult] = {}
+
+        def evaluate(step: int) -> None:
+            result = self.evaluate(self.train.eval_tasks)
+            evaluations[step] = result
+            logger.log(step, result.scalars())
+
+        try:
+            if start == 0:
+                evaluate(0)
+            bar = tqdm(range(start + 1, self.train.iterations + 1), initial=start, total=self.train.iterations,
+                       disable=not self.train.progress, dynamic_ncols=True)
+            window_tasks, window_start = 0, time.perf_counter()
+            for step in bar:
+                metrics = self.learner.meta_train_step(self.sample_batch(rng))
+                window_tasks += self.train.meta_batch_size
+                bad = [name for name, value in metrics.items() if not math.isfinite(value)]
+                if bad:
+                    raise TrainingDiverged(
+                        f"train/{bad[0]} became {metrics[bad[0]]} at step {step}; stopped, and the last good "
+                        f"checkpoint ({self.checkpoint_path}) is kept. Lower the learning rates or check the data.")
+                if step % self.train.log_every == 0 or step == self.train.iterations:
+                    now = time.perf_counter()
+                    record = {f"train/{k}": v for k, v in metrics.items()}
+                    record["perf/tasks_per_second"] = window_tasks / (now - window_start)
+                    logger.log(step, record)
+                    bar.set_postfix({k.split("/")[-1]: f"{v:.4g}" for k, v in record.items()})
+                    window_tasks, window_start = 0, now
+                if step % self.train.eval_every == 0 or step == self.train.iterations:
+                    evaluate(step)
+                if step % self.train.checkpoint_every == 0 or step == self.train.iterations:
+                    self._save(step, rng, logger.elapsed)
+        finally:
+            logger.close()
+        return evaluations

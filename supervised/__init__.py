@@ -1,0 +1,1 @@
+"""Supervised task families (few-shot image classification, regression)."""

@@ -1,0 +1,33 @@
+"""Shared pytest fixtures."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+
+@pytest.fixture(scope="session")
+def omniglot_root() -> Path:
+    """``$METARL_DATA/omniglot``; skips the test when it is absent, fails instead when ``CI=true``."""
+    data = os.environ.get("METARL_DATA")
+    root = Path(data) / "omniglot" if data else None
+    if root is None or not root.is_dir():
+        reason = (
+            f"Omniglot data not found: {root} does not exist" if root is not None else "METARL_DATA is not set"
+        ) + "; set METARL_DATA to a folder containing omniglot/images_background.zip and images_evaluation.zip"
+        if os.environ.get("CI") == "true":
+            pytest.fail(reason)
+        pytest.skip(reason)
+    return root
+
+
+@pytest.fixture(scope="session")
+def omniglot_cache(omniglot_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A cache folder where Omniglot is already decoded, shared by the session's tests and subprocesses."""
+    from supervised.omniglot import load_omniglot
+
+    cache = tmp_path_factory.mktemp("omniglot-cache")
+    load_omniglot(omniglot_root, cache_dir=cache)
+    return cache

@@ -1,0 +1,85 @@
+"""The training scripts run end to end, resume exactly, and their runs reload with `metarl evaluate`."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY_SINUSOID = ["--log-every", "10", "--eval-every", "20", "--checkpoint-every", "20", "--eval-tasks", "10",
+                 "--final-eval-tasks", "20", "--meta-batch-size", "5", "--no-progress"]
+
+
+def run(*args: str, env: dict | None = None, check: bool = True) -> subprocess.CompletedProcess:
+    result = subprocess.run([sys.executable, *args], cwd=ROOT, capture_output=True, text=True,
+                            env={**os.environ, **(env or {})}, timeout=600)
+    if check and result.returncode != 0:
+        raise AssertionError(f"{args} failed:\n{result.stdout}\n{result.stderr}")
+    return result
+
+
+def records(out: Path) -> list[dict]:
+    """metrics.jsonl without the wall-clock fields, which legitimately differ between runs."""
+    lines = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    return [{k: v for k, v in r.items() if k != "time" and not k.startswith("perf/")} for r in lines]
+
+
+def test_sinusoid_script_resume_matches_uninterrupted_run(tmp_path):
+    straight, resumed = tmp_path / "straight", tmp_path / "resumed"
+    run("scripts/train_sinusoid.py", "--out", str(straight), "--iterations", "60", "--no-plot", *TINY_SINUSOID)
+    run("scripts/train_sinusoid.py", "--out", str(resumed), "--iterations", "40", "--no-plot", *TINY_SINUSOID)
+    first_half = records(resumed)
+    assert first_half[-1]["step"] == 40
+    out = run("scripts/train_sinusoid.py", "--out", str(resumed), "--iterations", "60", "--resume", "--plot",
+              *TINY_SINUSOID)
+    assert records(resumed) == records(straight)
+    assert records(straight)[-1]["step"] == 60
+    evaluation = json.loads((resumed / "eval.json").read_text())
+    assert evaluation["metric"] == "mse" and evaluation["tasks"] == 20 and evaluation["steps"] == list(range(11))
+    assert evaluation == json.loads((straight / "eval.json").read_text())
+    assert (resumed / "adaptation.png").stat().st_size > 10_000 and "adaptation.png" in out.stdout
+    assert list((resumed / "tensorboard").glob("events.out.tfevents.*"))
+    config = json.loads((resumed / "config.json").read_text())
+    assert config["maml"]["inner_lr"] == 0.01 and config["train"]["meta_batch_size"] == 5
+
+
+def test_resume_refuses_a_changed_configuration_and_a_fresh_run_refuses_an_existing_folder(tmp_path):
+    out = tmp_path / "run"
+    run("scripts/train_sinusoid.py", "--out", str(out), "--iterations", "20", "--no-plot", *TINY_SINUSOID)
+    changed = run("scripts/train_sinusoid.py", "--out", str(out), "--iterations", "40", "--resume", "--no-plot",
+                  "--inner-lr", "0.02", *TINY_SINUSOID, check=False)
+    assert changed.returncode != 0 and "maml.inner_lr" in changed.stderr
+    again = run("scripts/train_sinusoid.py", "--out", str(out), "--iterations", "20", "--no-plot", *TINY_SINUSOID,
+                check=False)
+    assert again.returncode != 0 and "--resume" in again.stderr
+
+
+def test_metarl_evaluate_reloads_a_run_with_other_shots_and_steps(tmp_path):
+    out = tmp_path / "run"
+    run("scripts/train_sinusoid.py", "--out", str(out), "--iterations", "20", "--no-plot", *TINY_SINUSOID)
+    result = run("-m", "metarl.cli", "evaluate", "--checkpoint", str(out), "--tasks", "30", "--steps", "2",
+                 "--shots", "5", "--json")
+    report = json.loads(result.stdout)
+    assert report["metric"] == "mse" and report["steps"] == [0, 1, 2] and report["tasks"] == 30
+    assert report["shots"] == 5 and report["checkpoint_step"] == 20 and len(report["ci95"]) == 3
+    text = run("-m", "metarl.cli", "evaluate", "--checkpoint", str(out / "checkpoint.pt"), "--tasks", "10")
+    assert "mse after 10 steps" in text.stdout
+    bad = run("-m", "metarl.cli", "evaluate", "--checkpoint", str(tmp_path / "missing"), check=False)
+    assert bad.returncode == 2 and "no checkpoint" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_omniglot_script_runs_end_to_end(tmp_path, omniglot_root, omniglot_cache):
+    out = tmp_path / "omniglot"
+    args = ["scripts/train_omniglot.py", "--out", str(out), "--data", str(omniglot_root), "--iterations", "4",
+            "--meta-batch-size", "2", "--log-every", "2", "--eval-every", "2", "--checkpoint-every", "2",
+            "--eval-tasks", "4", "--final-eval-tasks", "6", "--no-progress"]
+    result = run(*args, env={"METARL_CACHE": str(omniglot_cache)})
+    assert "accuracy after 3 steps" in result.stdout
+    evaluation = json.loads((out / "eval.json").read_text())
+    assert evaluation["metric"] == "accuracy" and evaluation["ways"] == 5 and evaluation["tasks"] == 6
+    assert all(0.0 <= m <= 1.0 for m in evaluation["mean"])
+    steps = [r["step"] for r in records(out)]
+    assert steps[0] == 0 and steps[-1] == 4
