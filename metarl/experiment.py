@@ -64,9 +64,18 @@ class SupervisedMAMLExperiment:
         self.config = config
         self.device = resolve_device(config.train.device)
         self.factory = task_family(config.family)
-        self.train_distribution = self.factory("train", **config.task)
+        self._distributions: dict[str, SupervisedTaskDistribution] = {}
+        self.train_distribution = self.distribution("train")
         torch.manual_seed(config.train.seed)
         self.learner = MAML(build_model(config.model), self.train_distribution.loss, config.maml, self.device)
+
+    def distribution(self, part: str, **task_overrides: Any) -> SupervisedTaskDistribution:
+        """The family's distribution over ``part``, built once per set of options."""
+        options = {**self.config.task, **task_overrides}
+        key = json.dumps([part, options], sort_keys=True)
+        if key not in self._distributions:
+            self._distributions[key] = self.factory(part, **options)
+        return self._distributions[key]
 
     def evaluate(self, part: str, tasks: int, steps: int | None = None, seed_offset: int = 0,
                  **task_overrides: Any) -> EvalResult:
@@ -76,7 +85,7 @@ class SupervisedMAMLExperiment:
         seed = self.config.train.seed + seed_offset
         protocol = {"family": self.config.family, "part": part, "seed": seed, **options,
                     "inner_lr": self.config.maml.inner_lr, "meta_sgd": self.config.maml.meta_sgd}
-        return evaluate_supervised(self.learner, self.factory(part, **options), tasks, steps,
+        return evaluate_supervised(self.learner, self.distribution(part, **options), tasks, steps,
                                    np.random.default_rng([seed, 1 if part == PERIODIC_EVAL_PART else 2]),
                                    self.config.train.meta_batch_size, protocol)
 

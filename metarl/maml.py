@@ -17,6 +17,7 @@ from torch import Tensor, nn
 from torch.func import vmap
 
 from metarl.functional import LOSSES, LearningRate, Params, adapt, forward, metric_of_loss, parameters_of, score
+from metarl.models import use_vmap_safe_norm
 from metarl.tasks import Episode
 
 
@@ -91,6 +92,7 @@ class MAML:
             self.batched = choose_batched(self.model, self.device)
         else:
             self.batched = self.config.path == "batched"
+        use_vmap_safe_norm(self.model, self.batched)
 
     # --- the two pieces every path shares -------------------------------------------------------
     def _support_loss(self, params: Params, data: tuple[Tensor, Tensor]) -> Tensor:

@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 
@@ -18,21 +19,34 @@ class TaskBatchNorm2d(nn.Module):
 
     MAML (Finn et al. 2017) keeps no running averages: at meta-test the support set is normalised
     with its own statistics during adaptation and the query set with the query batch's statistics
-    (transductive evaluation, as in the paper's code). It is written with ``var_mean`` rather than
-    ``F.batch_norm`` because, in torch 2.13, ``vmap``'s second-order gradient through
-    ``F.batch_norm`` with affine parameters is wrong, while these plain operations are exact.
+    (transductive evaluation, as in the paper's code).
+
+    ``vmap_safe`` selects the implementation. ``F.batch_norm`` is 4x faster on a CPU, but in torch
+    2.13 ``vmap``'s second-order gradient through it (with affine parameters) is wrong, while the
+    same computation written with ``var_mean`` is exact; :func:`use_vmap_safe_norm` switches a model
+    to the latter for the batched MAML path.
     """
 
     def __init__(self, channels: int, eps: float = 1e-5) -> None:
         super().__init__()
         self.eps = eps
+        self.vmap_safe = False
         self.weight = nn.Parameter(torch.ones(channels))
         self.bias = nn.Parameter(torch.zeros(channels))
 
     def forward(self, x: Tensor) -> Tensor:
+        if not self.vmap_safe:
+            return F.batch_norm(x, None, None, self.weight, self.bias, training=True, eps=self.eps)
         var, mean = torch.var_mean(x, dim=(0, 2, 3), unbiased=False, keepdim=True)
         scale = self.weight.view(1, -1, 1, 1) * torch.rsqrt(var + self.eps)
         return (x - mean) * scale + self.bias.view(1, -1, 1, 1)
+
+
+def use_vmap_safe_norm(model: nn.Module, enabled: bool) -> None:
+    """Make every :class:`TaskBatchNorm2d` of ``model`` exact under ``vmap`` (or fast, when disabled)."""
+    for module in model.modules():
+        if isinstance(module, TaskBatchNorm2d):
+            module.vmap_safe = enabled
 
 
 class MLP(nn.Sequential):

@@ -79,3 +79,16 @@ def test_first_order_differs_from_second_order():
         maml.meta_backward(episode)
         grads.append(torch.cat([p.grad.flatten() for p in model.parameters()]))
     assert not torch.allclose(grads[0], grads[1])
+
+
+def test_both_batch_norm_implementations_are_the_same_function():
+    from metarl.models import use_vmap_safe_norm
+
+    model, loss, episode = conv_episode()
+    lrs = {name: 0.1 for name, _ in model.named_parameters()}
+    results = []
+    for vmap_safe in (False, True):
+        use_vmap_safe_norm(model, vmap_safe)
+        results.append(reference_meta_gradient(model, loss, episode, 2, lrs, first_order=False))
+    for fused, safe in zip(*results):
+        torch.testing.assert_close(fused, safe, rtol=1e-9, atol=1e-12)
