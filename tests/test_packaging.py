@@ -1,0 +1,26 @@
+"""The installed distribution: the three packages import from anywhere and register their task families."""
+
+import subprocess
+import sys
+from importlib.metadata import entry_points
+
+
+def test_packages_import_from_any_directory(tmp_path):
+    code = "import metarl, envs, supervised, supervised.omniglot; print(metarl.__version__)"
+    result = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "0.1.0"
+
+
+def test_task_families_are_registered_as_entry_points():
+    families = {ep.name: ep.value for ep in entry_points(group="metarl.task_families")}
+    assert families["sinusoid"] == "supervised.sinusoid:make_sinusoid"
+    assert families["omniglot"] == "supervised.omniglot:make_omniglot"
+
+
+def test_metarl_never_imports_envs_or_supervised(tmp_path):
+    code = ("import sys, metarl, metarl.experiment, metarl.cli, metarl.train; "
+            "print(sorted(m for m in sys.modules if m.split('.')[0] in ('envs', 'supervised')))")
+    result = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]"
