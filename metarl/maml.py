@@ -92,7 +92,6 @@ class MAML:
             self.batched = choose_batched(self.model, self.device)
         else:
             self.batched = self.config.path == "batched"
-        use_vmap_safe_norm(self.model, self.batched)
 
     # --- the two pieces every path shares -------------------------------------------------------
     def _support_loss(self, params: Params, data: tuple[Tensor, Tensor]) -> Tensor:
@@ -124,6 +123,7 @@ class MAML:
         """Accumulate the meta-gradient of the mean query loss over the episode's tasks into ``.grad``."""
         params = parameters_of(self.model)
         tensors = episode.to(self.device).tensors()
+        use_vmap_safe_norm(self.model, self.batched)  # set per call: the model may be shared
         if self.batched:
             losses, scores = vmap(self._task_objective, in_dims=(None, 0, 0, 0, 0))(params, *tensors)
             losses.mean().backward()
@@ -149,6 +149,7 @@ class MAML:
         steps = self.config.eval_inner_steps if steps is None else steps
         params = {name: p.detach() for name, p in parameters_of(self.model).items()}
         data = (support_x.to(self.device), support_y.to(self.device))
+        use_vmap_safe_norm(self.model, False)
         return adapt(params, self._support_loss, data, steps, self._detached_inner_lr(), first_order=True)
 
     def predict(self, params: Params, x: Tensor) -> Tensor:
@@ -177,6 +178,7 @@ class MAML:
         params = {name: p.detach() for name, p in parameters_of(self.model).items()}
         tensors = episode.to(self.device).tensors()
         curve = partial(self._adaptation_curve, params, steps)
+        use_vmap_safe_norm(self.model, self.batched)
         with torch.no_grad():
             if self.batched:
                 return vmap(curve)(*tensors).cpu()
