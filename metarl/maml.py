@@ -114,6 +114,7 @@ class MAML:
             self.config.inner_steps,
             self.inner_lr,
             self.config.first_order,
+            functional=self.batched,
         )
         prediction = forward(self.model, adapted, query_x)
         return LOSSES[self.loss](prediction, query_y), score(self.loss, prediction.detach(), query_y)
@@ -150,7 +151,8 @@ class MAML:
         params = {name: p.detach() for name, p in parameters_of(self.model).items()}
         data = (support_x.to(self.device), support_y.to(self.device))
         use_vmap_safe_norm(self.model, False)
-        return adapt(params, self._support_loss, data, steps, self._detached_inner_lr(), first_order=True)
+        return adapt(params, self._support_loss, data, steps, self._detached_inner_lr(), first_order=True,
+                     functional=False)
 
     def predict(self, params: Params, x: Tensor) -> Tensor:
         """The model's output on ``x`` with (adapted) ``params``."""
@@ -168,7 +170,8 @@ class MAML:
         """The query metric of one task after 0, 1, ..., ``steps`` inner steps."""
         curve = [score(self.loss, forward(self.model, params, query_x), query_y)]
         for _ in range(steps):
-            params = adapt(params, self._support_loss, (support_x, support_y), 1, self._detached_inner_lr(), True)
+            params = adapt(params, self._support_loss, (support_x, support_y), 1, self._detached_inner_lr(),
+                           first_order=True, functional=self.batched)
             curve.append(score(self.loss, forward(self.model, params, query_x), query_y))
         return torch.stack(curve)
 
