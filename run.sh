@@ -27,5 +27,5 @@ if [ "$job" = test ]; then
   exec "$py" -m pytest "${@:2}"
 fi
 "$py" -m pip install --quiet .
-exec "$py" scripts/train_sinusoid.py --out runs/quickstart --iterations 15000 --eval-every 2500 \
+exec "$py" scripts/train_sinusoid.py --out "runs/quickstart-$(date +%Y%m%d-%H%M%S)" --iterations 15000 --eval-every 2500 \
   --checkpoint-every 2500 --final-eval-tasks 600 "${@:2}"

@@ -349,13 +349,15 @@ def run(args: Args) -> dict[str, Any]:
     gradient_check: dict[str, Any] | None = None
     started = time.perf_counter()
 
-    def report(complete: bool) -> dict[str, Any]:
+    def report(complete: bool, in_progress: list[dict[str, Any]] = ()) -> dict[str, Any]:
+        """The JSON report; ``in_progress`` are the rows of an unfinished configuration (``"partial": true``)."""
+        rows = [*results, *in_progress]
         ratios: dict[str, dict[str, float]] = {}
-        for row in results:
+        for row in rows:
             key = f"{row['order']}/{row['inner_steps']}"
-            reference = next(r for r in results if f"{r['order']}/{r['inner_steps']}" == key
-                             and r["implementation"] == REFERENCE)
-            if "median_ms" in row and row["implementation"] != REFERENCE:
+            reference = next((r for r in rows if f"{r['order']}/{r['inner_steps']}" == key
+                              and r["implementation"] == REFERENCE and "median_ms" in r), None)
+            if reference is not None and "median_ms" in row and row["implementation"] != REFERENCE:
                 ratios.setdefault(key, {})[row["implementation"]] = row["median_ms"] / reference["median_ms"]
         return {
             "device": device_name(device),
@@ -375,7 +377,7 @@ def run(args: Args) -> dict[str, Any]:
             "gradient_check": gradient_check,
             "skipped": skipped,
             "errors": errors,
-            "results": results,
+            "results": rows,
             "ratios": ratios,
         }
 
@@ -419,23 +421,33 @@ def run(args: Args) -> dict[str, Any]:
                         break
             synchronize(device)
             times: dict[str, list[float]] = {name: [] for name in steppers}
-            for _ in range(args.repeats):
+
+            def rows_of(partial: bool) -> list[dict[str, Any]]:
+                rows = []
+                for name in names:
+                    if name in steppers and times[name]:
+                        rows.append({"order": order, "inner_steps": steps, "implementation": name,
+                                     "median_ms": statistics.median(times[name]), "times_ms": times[name],
+                                     **steppers[name].details, **({"partial": True} if partial else {})})
+                    elif name in errors:
+                        rows.append({"order": order, "inner_steps": steps, "implementation": name,
+                                     "error": errors[name]})
+                return rows
+
+            for round_index in range(args.repeats):
                 for name in list(steppers):
                     synchronize(device)
                     start = time.perf_counter()
                     if guarded(name):
                         synchronize(device)
                         times[name].append((time.perf_counter() - start) * 1e3)
-            for name in names:
-                if name in steppers:
-                    median = statistics.median(times[name])
-                    results.append({"order": order, "inner_steps": steps, "implementation": name,
-                                    "median_ms": median, "times_ms": times[name], **steppers[name].details})
-                    print(f"  {label:28s} {name:15s} {median:10.1f} ms", flush=True)
-                elif name in errors:
-                    results.append({"order": order, "inner_steps": steps, "implementation": name,
-                                    "error": errors[name]})
-            write_json(report(complete=False), args.out)  # partial results survive an interruption
+                if round_index < args.repeats - 1:  # the rounds so far survive an interruption
+                    write_json(report(complete=False, in_progress=rows_of(partial=True)), args.out)
+            results.extend(rows_of(partial=False))
+            for row in results[-len(names):]:
+                if "median_ms" in row and (row["order"], row["inner_steps"]) == (order, steps):
+                    print(f"  {label:28s} {row['implementation']:15s} {row['median_ms']:10.1f} ms", flush=True)
+            write_json(report(complete=False), args.out)  # finished configurations survive an interruption
     return report(complete=True)
 
 
