@@ -54,9 +54,9 @@ class MAMLConfig:
 def choose_batched(model: nn.Module, device: torch.device) -> bool:
     """Whether vmap over tasks is the faster path for this model on this device.
 
-    Measured (Omniglot conv4-64, meta-batch 32): on a GPU vmap is ~13x faster than a per-task loop;
-    on a 2-core CPU it is ~2.4x slower for convolutions (vmap turns them into grouped convolutions)
-    but ~6x faster for the sinusoid MLP.
+    Omniglot conv4-64, meta-batch 32: on an H200 vmap was measured ~13x faster than a per-task loop;
+    on a 2-core CPU it is 2.7-3.3x slower for convolutions (vmap turns them into grouped
+    convolutions; ``scripts/bench_maml.py``) but ~6x faster for the sinusoid MLP.
     """
     has_conv = any(isinstance(m, nn.modules.conv._ConvNd) for m in model.modules())
     return device.type == "cuda" or not has_conv
