@@ -77,12 +77,11 @@ class SupervisedMAMLExperiment:
             self._distributions[key] = self.factory(part, **options)
         return self._distributions[key]
 
-    def evaluate(self, part: str, tasks: int, steps: int | None = None, seed_offset: int = 0,
-                 **task_overrides: Any) -> EvalResult:
+    def evaluate(self, part: str, tasks: int, steps: int | None = None, **task_overrides: Any) -> EvalResult:
         """Metric on ``tasks`` tasks of ``part`` after 0..steps adaptation steps, from a fixed seed."""
         steps = self.config.maml.eval_inner_steps if steps is None else steps
         options = {**self.config.task, **task_overrides}
-        seed = self.config.train.seed + seed_offset
+        seed = self.config.train.seed
         protocol = {"family": self.config.family, "part": part, "seed": seed, **options,
                     "inner_lr": self.config.maml.inner_lr, "meta_sgd": self.config.maml.meta_sgd}
         return evaluate_supervised(self.learner, self.distribution(part, **options), tasks, steps,
@@ -100,22 +99,26 @@ class SupervisedMAMLExperiment:
         )
 
 
-def run_supervised_maml(config: SupervisedMAMLConfig) -> tuple[EvalResult | None, EvalResult]:
-    """Train, then evaluate on held-out tasks; write ``eval.json`` and return (untrained, trained).
+def run_supervised_maml(
+    config: SupervisedMAMLConfig,
+) -> tuple[SupervisedMAMLExperiment, EvalResult | None, EvalResult]:
+    """Train, then evaluate on held-out tasks; write ``eval.json``.
 
-    Both evaluations use the final protocol on the same held-out tasks; the untrained one is made
-    before the first meta-update and is ``None`` when a run is resumed.
+    Returns the trained experiment and the (untrained, trained) evaluations. Both use the final
+    protocol on the same held-out tasks; the untrained one is made before the first meta-update and
+    is ``None`` when a run is resumed.
     """
     experiment = SupervisedMAMLExperiment(config)
+    trainer = experiment.trainer()  # checks the run folder before any work is done
     print(f"MAML on {config.family}: {config.train.iterations} iterations on {experiment.device}, "
           f"{'batched (vmap)' if experiment.learner.batched else 'per-task'} path; run folder {config.train.out}")
     untrained = None
     if not config.train.resume:
         untrained = experiment.evaluate(FINAL_EVAL_PART, config.train.final_eval_tasks)
-    experiment.trainer().run()
+    trainer.run()
     trained = experiment.evaluate(FINAL_EVAL_PART, config.train.final_eval_tasks)
     (Path(config.train.out) / "eval.json").write_text(json.dumps(trained.to_json(), indent=2) + "\n")
-    return untrained, trained
+    return experiment, untrained, trained
 
 
 def load_experiment(path: str | Path, device: str | None = None) -> tuple[SupervisedMAMLExperiment, int]:

@@ -98,6 +98,9 @@ def config_differences(old: dict[str, Any], new: dict[str, Any], prefix: str = "
 class Trainer:
     """Runs ``learner.meta_train_step`` on batches from ``sample_batch`` and keeps the run folder.
 
+    Construction checks and prepares the folder (refusing to overwrite a run, or to resume one with a
+    changed configuration), so mistakes surface before any work is done.
+
     ``run_config`` is the whole configuration as JSON (saved as ``config.json``; its ``"train"``
     entry is ``train``). ``evaluate`` returns held-out results and must draw its own tasks from a
     fixed seed, so successive evaluations are comparable and resuming does not change them.
@@ -115,6 +118,7 @@ class Trainer:
         self.train, self.run_config = train, run_config
         self.out = Path(train.out)
         self.checkpoint_path = self.out / "checkpoint.pt"
+        self._prepare_folder()
 
     def _prepare_folder(self) -> None:
         config_path = self.out / "config.json"
@@ -152,7 +156,6 @@ class Trainer:
 
     def run(self) -> dict[int, EvalResult]:
         """Train to ``train.iterations`` and return the evaluations made, by step."""
-        self._prepare_folder()
         rng = np.random.default_rng(self.train.seed)
         start, elapsed = self._restore(rng) if self.train.resume else (0, 0.0)
         logger = RunLogger(self.out, start, elapsed)

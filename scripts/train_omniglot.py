@@ -49,7 +49,7 @@ def main(args: Args) -> None:
         maml=args.maml,
         train=args.train,
     )
-    untrained, trained = run_supervised_maml(config)
+    _, untrained, trained = run_supervised_maml(config)
     print(f"{args.ways}-way {args.shots}-shot, test classes of the {args.split} split:")
     if untrained is not None:
         print(f"  untrained model: {untrained.describe()}")

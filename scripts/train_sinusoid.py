@@ -42,7 +42,7 @@ def main(args: Args) -> None:
         maml=args.maml,
         train=args.train,
     )
-    untrained, trained = run_supervised_maml(config)
+    experiment, untrained, trained = run_supervised_maml(config)
     out = Path(args.train.out)
     print(f"held-out tasks, post-adaptation MSE after {trained.steps[-1]} steps ({trained.tasks} tasks):")
     if untrained is not None:
@@ -50,9 +50,6 @@ def main(args: Args) -> None:
     print(f"  trained model:   {trained.describe()}")
     print(f"  after 1 step:    {trained.describe(1)}")
     if args.plot:
-        from metarl.experiment import load_experiment
-
-        experiment, _ = load_experiment(out)
         picture = plot_sinusoid_adaptation(experiment.learner, make_sinusoid("test", shots=args.shots),
                                            out / "adaptation.png", steps=(0, 1, args.maml.eval_inner_steps))
         print(f"plot of held-out tasks: {picture}")
