@@ -122,10 +122,6 @@ class Episode:
     def tensors(self) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         return self.support_x, self.support_y, self.query_x, self.query_y
 
-    def task(self, index: int) -> Episode:
-        """The single-task episode at ``index`` (task axis kept, of size one)."""
-        return Episode(*(t[index : index + 1] for t in self.tensors()))
-
 
 @runtime_checkable
 class SupervisedTaskDistribution(TaskDistribution, Protocol):
