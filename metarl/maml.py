@@ -17,7 +17,7 @@ from torch import Tensor, nn
 from torch.func import vmap
 
 from metarl.functional import LOSSES, LearningRate, Params, adapt, forward, metric_of_loss, parameters_of, score
-from metarl.models import use_vmap_safe_norm
+from metarl.models import vmap_safe_norm
 from metarl.tasks import Episode
 
 
@@ -55,7 +55,7 @@ def choose_batched(model: nn.Module, device: torch.device) -> bool:
     """Whether vmap over tasks is the faster path for this model on this device.
 
     Omniglot conv4-64, meta-batch 32: on an H200 vmap was measured ~13x faster than a per-task loop;
-    on a 2-core CPU it is 2.7-3.3x slower for convolutions (vmap turns them into grouped
+    on a 2-core CPU it is 2.7-4.9x slower for convolutions (vmap turns them into grouped
     convolutions; ``scripts/bench_maml.py``) but ~6x faster for the sinusoid MLP.
     """
     has_conv = any(isinstance(m, nn.modules.conv._ConvNd) for m in model.modules())
@@ -124,17 +124,17 @@ class MAML:
         """Accumulate the meta-gradient of the mean query loss over the episode's tasks into ``.grad``."""
         params = parameters_of(self.model)
         tensors = episode.to(self.device).tensors()
-        use_vmap_safe_norm(self.model, self.batched)  # set per call: the model may be shared
-        if self.batched:
-            losses, scores = vmap(self._task_objective, in_dims=(None, 0, 0, 0, 0))(params, *tensors)
-            losses.mean().backward()
-        else:
-            per_task = []
-            for i in range(episode.num_tasks):
-                loss, task_score = self._task_objective(params, *(t[i] for t in tensors))
-                (loss / episode.num_tasks).backward()
-                per_task.append((loss.detach(), task_score))
-            losses, scores = (torch.stack(column) for column in zip(*per_task))
+        with vmap_safe_norm(self.model, self.batched):  # per call, and restored: the model may be shared
+            if self.batched:
+                losses, scores = vmap(self._task_objective, in_dims=(None, 0, 0, 0, 0))(params, *tensors)
+                losses.mean().backward()
+            else:
+                per_task = []
+                for i in range(episode.num_tasks):
+                    loss, task_score = self._task_objective(params, *(t[i] for t in tensors))
+                    (loss / episode.num_tasks).backward()
+                    per_task.append((loss.detach(), task_score))
+                losses, scores = (torch.stack(column) for column in zip(*per_task))
         return {"query_loss": losses.mean().item(), f"query_{self.metric}": scores.mean().item()}
 
     def meta_train_step(self, episode: Episode) -> dict[str, float]:
@@ -150,7 +150,6 @@ class MAML:
         steps = self.config.eval_inner_steps if steps is None else steps
         params = {name: p.detach() for name, p in parameters_of(self.model).items()}
         data = (support_x.to(self.device), support_y.to(self.device))
-        use_vmap_safe_norm(self.model, False)
         return adapt(params, self._support_loss, data, steps, self._detached_inner_lr(), first_order=True,
                      functional=False)
 
@@ -181,8 +180,7 @@ class MAML:
         params = {name: p.detach() for name, p in parameters_of(self.model).items()}
         tensors = episode.to(self.device).tensors()
         curve = partial(self._adaptation_curve, params, steps)
-        use_vmap_safe_norm(self.model, self.batched)
-        with torch.no_grad():
+        with torch.no_grad(), vmap_safe_norm(self.model, self.batched):
             if self.batched:
                 return vmap(curve)(*tensors).cpu()
             return torch.stack([curve(*(t[i] for t in tensors)) for i in range(episode.num_tasks)]).cpu()

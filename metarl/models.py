@@ -6,7 +6,8 @@ model without pickled objects.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 import torch
@@ -23,8 +24,8 @@ class TaskBatchNorm2d(nn.Module):
 
     ``vmap_safe`` selects the implementation. ``F.batch_norm`` is 4x faster on a CPU, but in torch
     2.13 ``vmap``'s second-order gradient through it (with affine parameters) is wrong, while the
-    same computation written with ``var_mean`` is exact; :func:`use_vmap_safe_norm` switches a model
-    to the latter for the batched MAML path.
+    same computation written with ``var_mean`` is exact; :func:`vmap_safe_norm` switches a model to
+    the latter for the batched MAML path.
     """
 
     def __init__(self, channels: int, eps: float = 1e-5) -> None:
@@ -42,11 +43,19 @@ class TaskBatchNorm2d(nn.Module):
         return (x - mean) * scale + self.bias.view(1, -1, 1, 1)
 
 
-def use_vmap_safe_norm(model: nn.Module, enabled: bool) -> None:
-    """Make every :class:`TaskBatchNorm2d` of ``model`` exact under ``vmap`` (or fast, when disabled)."""
-    for module in model.modules():
-        if isinstance(module, TaskBatchNorm2d):
-            module.vmap_safe = enabled
+@contextmanager
+def vmap_safe_norm(model: nn.Module, enabled: bool) -> Iterator[None]:
+    """Within the block, every :class:`TaskBatchNorm2d` of ``model`` is exact under ``vmap`` (or fast,
+    when disabled); the previous setting is restored afterwards, so a shared model is left as found."""
+    norms = [m for m in model.modules() if isinstance(m, TaskBatchNorm2d)]
+    previous = [m.vmap_safe for m in norms]
+    for module in norms:
+        module.vmap_safe = enabled
+    try:
+        yield
+    finally:
+        for module, flag in zip(norms, previous):
+            module.vmap_safe = flag
 
 
 class MLP(nn.Sequential):

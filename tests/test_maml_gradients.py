@@ -82,13 +82,14 @@ def test_first_order_differs_from_second_order():
 
 
 def test_both_batch_norm_implementations_are_the_same_function():
-    from metarl.models import use_vmap_safe_norm
+    from metarl.models import TaskBatchNorm2d, vmap_safe_norm
 
     model, loss, episode = conv_episode()
     lrs = {name: 0.1 for name, _ in model.named_parameters()}
     results = []
     for vmap_safe in (False, True):
-        use_vmap_safe_norm(model, vmap_safe)
-        results.append(reference_meta_gradient(model, loss, episode, 2, lrs, first_order=False))
+        with vmap_safe_norm(model, vmap_safe):
+            results.append(reference_meta_gradient(model, loss, episode, 2, lrs, first_order=False))
+    assert not any(m.vmap_safe for m in model.modules() if isinstance(m, TaskBatchNorm2d))  # restored
     for fused, safe in zip(*results):
         torch.testing.assert_close(fused, safe, rtol=1e-9, atol=1e-12)
