@@ -84,7 +84,7 @@ class SupervisedMAMLExperiment:
         seed = self.config.train.seed
         protocol = {"family": self.config.family, "part": part, "seed": seed, **options,
                     "inner_lr": self.config.maml.inner_lr, "meta_sgd": self.config.maml.meta_sgd}
-        return evaluate_supervised(self.learner, self.distribution(part, **options), tasks, steps,
+        return evaluate_supervised(self.learner, self.distribution(part, **task_overrides), tasks, steps,
                                    np.random.default_rng([seed, 1 if part == PERIODIC_EVAL_PART else 2]),
                                    self.config.train.meta_batch_size, protocol)
 

@@ -24,6 +24,7 @@ order uses a MetaSGD whose inner gradients are constants (:class:`FirstOrderMeta
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 import os
@@ -32,6 +33,7 @@ import statistics
 import sys
 import time
 import traceback
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -45,6 +47,7 @@ from torch import nn
 from metarl.maml import MAML, MAMLConfig, choose_batched
 from metarl.models import Conv4
 from metarl.tasks import Episode
+from metarl.train import resolve_device
 
 Implementation = Literal["metarl-default", "metarl-other", "higher", "torchopt"]
 Order = Literal["second", "first"]
@@ -289,18 +292,32 @@ def error_string(error: BaseException) -> str:
     return f"{type(error).__name__}: {error}"
 
 
+@contextlib.contextmanager
+def tf32_disabled() -> Iterator[None]:
+    """Full float32 precision for cuDNN convolutions and CUDA matmuls inside the block."""
+    saved = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
+    try:
+        yield
+    finally:
+        torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = saved
+
+
 def check_gradients(
     steppers: dict[str, Stepper], episode: Episode, errors: dict[str, str], label: str
 ) -> dict[str, Any]:
     """Compare every implementation's meta-gradient with metarl-default's; raise if they disagree.
 
-    Called before any Adam step, so all models still hold the same initial weights.
+    Called before any Adam step, so all models still hold the same initial weights. On CUDA, TF32
+    is switched off for the check: cuDNN's TF32 convolutions put every implementation ~1e-2 away from
+    exact, which would hide a real disagreement (the timed steps keep torch's defaults).
     """
     grads: dict[str, list[torch.Tensor]] = {}
     for name, stepper in steppers.items():
         stepper.meta_optimizer.zero_grad(set_to_none=True)
         try:
-            stepper.meta_backward(episode)
+            with tf32_disabled():
+                stepper.meta_backward(episode)
         except Exception as error:  # noqa: BLE001
             if name.startswith("metarl"):
                 raise
@@ -333,10 +350,10 @@ def check_gradients(
 
 
 def run(args: Args) -> dict[str, Any]:
-    if args.device == "cuda" and not torch.cuda.is_available():
-        raise SystemExit("--device cuda but CUDA is not available")
-    device = torch.device("cuda" if args.device == "cuda" or (args.device == "auto" and torch.cuda.is_available())
-                          else "cpu")
+    try:
+        device = resolve_device(args.device)
+    except ValueError as error:
+        raise SystemExit(f"bench_maml: {error}") from None
     if args.threads is not None:
         torch.set_num_threads(args.threads)
     names, skipped = available(args.implementations)
