@@ -1,0 +1,64 @@
+#!/usr/bin/env bash
+# The GPU figures of issue 2 in one lease: the MAML meta-step benchmark and Omniglot training.
+#
+#   bash benchmarks/omniglot_gpu.sh probe OUT            # bench_maml on CUDA + a few steps of each Omniglot setting
+#   bash benchmarks/omniglot_gpu.sh train OUT N5 N20 S   # 5-way and 20-way 1-shot side by side, N5 / N20
+#                                                        # iterations, each stopped after S seconds at most
+#
+# Needs METARL_DATA (a folder holding omniglot/images_*.zip) and the project importable (PYTHONPATH=.
+# or installed). Each run folder is packed into OUT/<run>.tgz with its metrics, TensorBoard events,
+# checkpoint and eval.json. A run stopped by its time limit is evaluated from its last checkpoint
+# (600 test tasks) into <run>/eval_checkpoint.json.
+set -uo pipefail
+phase=${1:?probe or train}
+out=${2:?output folder}
+runs=${RUNS:-/tmp/metarl-runs}
+device=${DEVICE:-cuda}  # DEVICE=cpu tries the script without a GPU
+mkdir -p "$out" "$runs"
+export PYTHONUNBUFFERED=1
+
+five_way=(--ways 5)
+twenty_way=(--ways 20 --inner-lr 0.1 --inner-steps 5 --eval-inner-steps 5 --meta-batch-size 16)
+
+step_rate() {  # last perf record of a run: meta-tasks per second
+    python3 -c "import json,sys; rows=[json.loads(l) for l in open(sys.argv[1])]; p=[r for r in rows if any(k.startswith('perf/') for k in r)]; print({k: v for k, v in p[-1].items()} if p else 'no perf record')" "$1/metrics.jsonl"
+}
+
+pack() {  # run folder -> OUT/<name>.tgz, evaluating the last checkpoint when the run did not finish
+    local name=$1
+    if [[ ! -f "$runs/$name/eval.json" && -f "$runs/$name/checkpoint.pt" ]]; then
+        python3 -m metarl.cli evaluate --checkpoint "$runs/$name" --tasks 600 --json > "$runs/$name/eval_checkpoint.json"
+        cat "$runs/$name/eval_checkpoint.json"
+    fi
+    tar czf "$out/$name.tgz" -C "$runs" "$name"
+}
+
+case $phase in
+probe)
+    nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv
+    python3 -c "import torch; print('torch', torch.__version__, torch.cuda.get_device_name())"
+    python3 scripts/bench_maml.py --device "$device" --repeats 3 --warmup 1 --out "$out/bench_maml_cuda.json" 2>&1 | tee "$out/bench.log"
+    python3 scripts/train_omniglot.py "${five_way[@]}" --out "$runs/probe-5w1s" --iterations 60 --log-every 20 \
+        --eval-every 60 --eval-tasks 32 --final-eval-tasks 64 --device "$device" --no-progress 2>&1 | tail -5
+    step_rate "$runs/probe-5w1s"
+    python3 scripts/train_omniglot.py "${twenty_way[@]}" --out "$runs/probe-20w1s" --iterations 20 --log-every 10 \
+        --eval-every 20 --eval-tasks 16 --final-eval-tasks 32 --device "$device" --no-progress 2>&1 | tail -5
+    step_rate "$runs/probe-20w1s"
+    ;;
+train)
+    n5=${3:?iterations for 5-way}; n20=${4:?iterations for 20-way}; limit=${5:?seconds}
+    common=(--device "$device" --no-progress --checkpoint-every 250)
+    timeout "$limit" python3 scripts/train_omniglot.py "${five_way[@]}" --out "$runs/omniglot-5w1s" \
+        --iterations "$n5" "${common[@]}" > "$out/train_5w1s.log" 2>&1 &
+    if (( n20 > 0 )); then
+        timeout "$limit" python3 scripts/train_omniglot.py "${twenty_way[@]}" --out "$runs/omniglot-20w1s" \
+            --iterations "$n20" "${common[@]}" > "$out/train_20w1s.log" 2>&1 &
+    fi
+    wait
+    tail -n 4 "$out"/train_*.log
+    pack omniglot-5w1s
+    (( n20 > 0 )) && pack omniglot-20w1s
+    ;;
+*)
+    echo "unknown phase $phase (probe or train)" >&2; exit 2 ;;
+esac
