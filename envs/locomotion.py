@@ -1,0 +1,292 @@
+"""MuJoCo locomotion task distributions of MAML (Finn et al. 2017, section 5.3) on gymnasium's v5 robots.
+
+Each environment subclasses gymnasium's ``HalfCheetahEnv`` or ``AntEnv`` (v5) and replaces the reward
+by overriding ``_get_rew(x_velocity, action)``, never ``step``: dynamics, observations, termination
+and ``info`` stay those of v5, with the task reward terms and ``info["task"]`` added.
+
+| id | task | reward per step |
+|---|---|---|
+| ``metarl/HalfCheetahVel-v0`` | velocity g ~ U[0, 2] | ``-|v_x - g| - 0.05 |a|^2`` |
+| ``metarl/HalfCheetahDir-v0`` | direction d in {-1, +1} | ``d v_x - 0.05 |a|^2`` |
+| ``metarl/AntVel-v0`` | velocity g ~ U[0, 3] | ``-|v_x - g| + 1 - 0.005 |a|^2 - contact + 0.05`` |
+| ``metarl/AntDir-v0`` | direction d in {-1, +1} | ``d v_x - 0.005 |a|^2 - contact + 0.05`` |
+| ``metarl/AntGoal-v0`` | goal position p ~ U[-3, 3]^2 | ``-|xy - p|_1 + 4 - 0.005 |a|^2 - contact + 0.05`` |
+
+with ``contact = 0.0005 |clip(cfrc_ext, -1, 1)|^2``; episodes last 200 steps; an Ant episode terminates
+when the torso height leaves [0.2, 1.0] (v5's ``healthy_z_range``). The control cost is computed on the
+action clipped to the action space, the torque MuJoCo applies (rllab's ``normalize`` wrapper, used by
+MAML, clipped actions before the environment saw them).
+
+Where these differ from the rllab environments of MAML (cbfinn/maml_rl ``half_cheetah_env_rand*.py``,
+``ant_env_rand*.py``):
+
+- Time step: v5 simulates 5 frames of 0.01 s per step (dt = 0.05 s) for both robots; rllab used one
+  frame per step, 0.01 s for HalfCheetah and 0.02 s for Ant. A 200-step episode here covers 10 s of
+  simulated time (2 s and 4 s in rllab), as in pytorch-maml-rl, which also used gym's robots.
+- Velocity: v5's ``x_velocity`` is the displacement of the torso (HalfCheetah: the ``rootx`` joint)
+  over the step divided by dt; rllab used the torso's centre-of-mass velocity at the end of the step.
+- Observations: HalfCheetah v5 gives ``qpos[1:]`` and ``qvel`` (17 values; rllab added the torso's
+  centre of mass, 20). Ant v5 gives ``qpos[2:]``, ``qvel`` and the clipped contact forces of the 13
+  bodies (105 values; AntGoal keeps the torso's x, y: 107); rllab gave all of ``qpos``, ``qvel``, the
+  contact forces of the 14 bodies including the world, the torso's rotation matrix and centre of mass (125).
+- AntGoal measures the distance from the torso's x, y (``qpos[:2]``, in the observation); rllab used the
+  centre of mass of the whole robot.
+- Ant survival: v5's ``healthy_reward`` (1 per healthy step) is not used; the constants are rllab's, given
+  on every step including the terminal one: +1 (AntVel) or +4 (AntGoal) inside the task term, +0.05
+  survival. Termination is rllab's (torso height outside [0.2, 1.0] or a non-finite state).
+- Start state: v5 adds U[-0.1, 0.1] noise to ``qpos`` and N(0, 0.1^2) to ``qvel``; rllab added N(0, 0.01^2)
+  to ``qpos``. The MuJoCo models are gymnasium's ``half_cheetah.xml`` and ``ant.xml`` (Ant: joint gear 150
+  and controls in [-1, 1], which equals rllab's controls in [-150, 150] with its cost on ``a / 150``).
+"""
+
+from __future__ import annotations
+
+from abc import abstractmethod
+from collections.abc import Collection, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+from gymnasium.envs.mujoco.ant_v5 import AntEnv
+from gymnasium.envs.mujoco.half_cheetah_v5 import HalfCheetahEnv
+from gymnasium.utils import EzPickle
+
+from envs.base import TaskEnv
+from envs.task_params import (
+    check_keys,
+    check_range,
+    number_in_range,
+    point_in_box,
+    sign,
+    sign_tasks,
+    task_info,
+    uniform_number_tasks,
+    uniform_point_tasks,
+)
+from metarl.tasks import Task
+
+HALF_CHEETAH_CTRL_COST = 0.05
+ANT_CTRL_COST = 0.005
+ANT_CONTACT_COST = 0.0005
+ANT_SURVIVE_REWARD = 0.05
+
+
+def _refuse_kwargs(kwargs: Mapping[str, Any], names: Collection[str], owner: str) -> None:
+    """Refuse v5 constructor arguments that the task reward replaces: they would be silently ignored."""
+    given = sorted(set(kwargs) & set(names))
+    if given:
+        raise ValueError(f"{owner} computes its own task reward and does not take {given}")
+
+
+class _LocomotionTaskEnv(TaskEnv):
+    """What the five environments share: the task in the reset ``info``, the clipped control cost, and
+    pickling (and ``copy.deepcopy``) that keeps the task."""
+
+    def __getstate__(self) -> dict[str, Any]:
+        # EzPickle rebuilds the environment from its constructor arguments, which do not hold the task.
+        return {**EzPickle.__getstate__(self), "task": self._task.to_dict()}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        EzPickle.__setstate__(self, state)
+        self.set_task(state["task"])
+
+    def _get_reset_info(self) -> dict[str, Any]:
+        return {**super()._get_reset_info(), "task": task_info(self._task)}
+
+    def _clipped_control_cost(self, action: np.ndarray) -> float:
+        return float(self.control_cost(np.clip(action, self.action_space.low, self.action_space.high)))
+
+
+class _HalfCheetahTaskEnv(_LocomotionTaskEnv, HalfCheetahEnv):
+    """HalfCheetah-v5 whose forward reward is a task term; ``reward = task term - ctrl_cost_weight |a|^2``."""
+
+    def __init__(self, ctrl_cost_weight: float, **kwargs: Any) -> None:
+        _refuse_kwargs(kwargs, ("forward_reward_weight",), type(self).__name__)
+        HalfCheetahEnv.__init__(self, ctrl_cost_weight=ctrl_cost_weight, **kwargs)
+        self.set_default_task()
+
+    @abstractmethod
+    def _forward_reward(self, x_velocity: float) -> float:
+        """The task term of the reward."""
+
+    def _get_rew(self, x_velocity: float, action: np.ndarray) -> tuple[float, dict[str, Any]]:
+        forward_reward = self._forward_reward(x_velocity)
+        ctrl_cost = self._clipped_control_cost(action)
+        info = {"reward_forward": forward_reward, "reward_ctrl": -ctrl_cost, "task": task_info(self._task)}
+        return forward_reward - ctrl_cost, info
+
+
+class _AntTaskEnv(_LocomotionTaskEnv, AntEnv):
+    """Ant-v5 with rllab's reward: ``task term - ctrl cost - contact cost + 0.05`` (no v5 healthy reward)."""
+
+    _task_reward_name = "reward_forward"
+
+    def __init__(self, ctrl_cost_weight: float, contact_cost_weight: float, **kwargs: Any) -> None:
+        _refuse_kwargs(kwargs, ("forward_reward_weight", "healthy_reward"), type(self).__name__)
+        AntEnv.__init__(self, ctrl_cost_weight=ctrl_cost_weight, contact_cost_weight=contact_cost_weight, **kwargs)
+        self.set_default_task()
+
+    @abstractmethod
+    def _task_reward(self, x_velocity: float) -> float:
+        """The task term of the reward, named ``_task_reward_name`` in ``info``."""
+
+    def _get_rew(self, x_velocity: float, action: np.ndarray) -> tuple[float, dict[str, Any]]:
+        task_reward = self._task_reward(x_velocity)
+        ctrl_cost = self._clipped_control_cost(action)
+        contact_cost = self.contact_cost
+        info = {
+            self._task_reward_name: task_reward,
+            "reward_ctrl": -ctrl_cost,
+            "reward_contact": -contact_cost,
+            "reward_survive": ANT_SURVIVE_REWARD,
+            "task": task_info(self._task),
+        }
+        return task_reward - ctrl_cost - contact_cost + ANT_SURVIVE_REWARD, info
+
+
+class HalfCheetahVelEnv(_HalfCheetahTaskEnv):
+    """Run forward at a target velocity; ``Task("halfcheetah-vel", {"velocity": g})``, g ~ U[velocity_range].
+
+    Observation 17 values, action ``Box(-1, 1, (6,))``. ``set_task`` refuses velocities outside
+    ``velocity_range`` (widen it to evaluate outside the training range).
+    """
+
+    family = "halfcheetah-vel"
+
+    def __init__(
+        self,
+        velocity_range: Sequence[float] = (0.0, 2.0),
+        ctrl_cost_weight: float = HALF_CHEETAH_CTRL_COST,
+        **kwargs: Any,
+    ) -> None:
+        self._velocity_range = check_range("velocity_range", velocity_range)
+        super().__init__(ctrl_cost_weight, **kwargs)
+        EzPickle.__init__(self, velocity_range, ctrl_cost_weight, **kwargs)
+
+    def sample_tasks(self, n: int, rng: np.random.Generator) -> list[Task]:
+        return uniform_number_tasks(self.family, "velocity", n, rng, self._velocity_range)
+
+    def _apply_task(self, task: Task) -> None:
+        check_keys(task, ("velocity",))
+        self._goal_velocity = number_in_range(task, "velocity", *self._velocity_range)
+
+    def _forward_reward(self, x_velocity: float) -> float:
+        return -abs(x_velocity - self._goal_velocity)
+
+
+class HalfCheetahDirEnv(_HalfCheetahTaskEnv):
+    """Run forward or backward; ``Task("halfcheetah-dir", {"direction": d})``, d = -1 or +1 with equal odds.
+
+    Observation 17 values, action ``Box(-1, 1, (6,))``.
+    """
+
+    family = "halfcheetah-dir"
+
+    def __init__(self, ctrl_cost_weight: float = HALF_CHEETAH_CTRL_COST, **kwargs: Any) -> None:
+        super().__init__(ctrl_cost_weight, **kwargs)
+        EzPickle.__init__(self, ctrl_cost_weight, **kwargs)
+
+    def sample_tasks(self, n: int, rng: np.random.Generator) -> list[Task]:
+        return sign_tasks(self.family, "direction", n, rng)
+
+    def _apply_task(self, task: Task) -> None:
+        check_keys(task, ("direction",))
+        self._direction = sign(task, "direction")
+
+    def _forward_reward(self, x_velocity: float) -> float:
+        return self._direction * x_velocity
+
+
+class AntVelEnv(_AntTaskEnv):
+    """Walk forward at a target velocity; ``Task("ant-vel", {"velocity": g})``, g ~ U[velocity_range].
+
+    Observation 105 values, action ``Box(-1, 1, (8,))``. ``set_task`` refuses velocities outside
+    ``velocity_range`` (widen it to evaluate outside the training range).
+    """
+
+    family = "ant-vel"
+
+    def __init__(
+        self,
+        velocity_range: Sequence[float] = (0.0, 3.0),
+        ctrl_cost_weight: float = ANT_CTRL_COST,
+        contact_cost_weight: float = ANT_CONTACT_COST,
+        **kwargs: Any,
+    ) -> None:
+        self._velocity_range = check_range("velocity_range", velocity_range)
+        super().__init__(ctrl_cost_weight, contact_cost_weight, **kwargs)
+        EzPickle.__init__(self, velocity_range, ctrl_cost_weight, contact_cost_weight, **kwargs)
+
+    def sample_tasks(self, n: int, rng: np.random.Generator) -> list[Task]:
+        return uniform_number_tasks(self.family, "velocity", n, rng, self._velocity_range)
+
+    def _apply_task(self, task: Task) -> None:
+        check_keys(task, ("velocity",))
+        self._goal_velocity = number_in_range(task, "velocity", *self._velocity_range)
+
+    def _task_reward(self, x_velocity: float) -> float:
+        return -abs(x_velocity - self._goal_velocity) + 1.0
+
+
+class AntDirEnv(_AntTaskEnv):
+    """Walk forward or backward; ``Task("ant-dir", {"direction": d})``, d = -1 or +1 with equal odds.
+
+    Observation 105 values, action ``Box(-1, 1, (8,))``.
+    """
+
+    family = "ant-dir"
+
+    def __init__(
+        self, ctrl_cost_weight: float = ANT_CTRL_COST, contact_cost_weight: float = ANT_CONTACT_COST, **kwargs: Any
+    ) -> None:
+        super().__init__(ctrl_cost_weight, contact_cost_weight, **kwargs)
+        EzPickle.__init__(self, ctrl_cost_weight, contact_cost_weight, **kwargs)
+
+    def sample_tasks(self, n: int, rng: np.random.Generator) -> list[Task]:
+        return sign_tasks(self.family, "direction", n, rng)
+
+    def _apply_task(self, task: Task) -> None:
+        check_keys(task, ("direction",))
+        self._direction = sign(task, "direction")
+
+    def _task_reward(self, x_velocity: float) -> float:
+        return self._direction * x_velocity
+
+
+class AntGoalEnv(_AntTaskEnv):
+    """Walk to a goal position; ``Task("ant-goal", {"goal": [x, y]})``, x, y ~ U[goal_range].
+
+    Observation 107 values: the torso's x, y come first (``exclude_current_positions_from_observation``
+    is always False here, since the policy needs them), action ``Box(-1, 1, (8,))``. ``set_task`` refuses
+    goals outside ``goal_range``. The task term ``info["reward_goal"]`` is ``-|xy - goal|_1 + 4``.
+    """
+
+    family = "ant-goal"
+    _task_reward_name = "reward_goal"
+
+    def __init__(
+        self,
+        goal_range: Sequence[float] = (-3.0, 3.0),
+        ctrl_cost_weight: float = ANT_CTRL_COST,
+        contact_cost_weight: float = ANT_CONTACT_COST,
+        **kwargs: Any,
+    ) -> None:
+        if kwargs.pop("exclude_current_positions_from_observation", False):
+            raise ValueError(
+                "AntGoalEnv needs the torso's x, y in the observation: "
+                "exclude_current_positions_from_observation must be False"
+            )
+        self._goal_range = check_range("goal_range", goal_range)
+        super().__init__(
+            ctrl_cost_weight, contact_cost_weight, exclude_current_positions_from_observation=False, **kwargs
+        )
+        EzPickle.__init__(self, goal_range, ctrl_cost_weight, contact_cost_weight, **kwargs)
+
+    def sample_tasks(self, n: int, rng: np.random.Generator) -> list[Task]:
+        return uniform_point_tasks(self.family, "goal", 2, n, rng, self._goal_range)
+
+    def _apply_task(self, task: Task) -> None:
+        check_keys(task, ("goal",))
+        self._goal = point_in_box(task, "goal", 2, *self._goal_range)
+
+    def _task_reward(self, x_velocity: float) -> float:
+        return -float(np.sum(np.abs(self.data.qpos[:2] - self._goal))) + 4.0
