@@ -6,13 +6,33 @@ import argparse
 import json
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from metarl.checkpoint import CheckpointError
+from metarl.evaluate import EvalResult
 
 USER_ERRORS = (ValueError, FileNotFoundError, FileExistsError, CheckpointError)
 
 
 def _evaluate(args: argparse.Namespace) -> None:
+    from metarl.checkpoint import load_checkpoint
+
+    path = Path(args.checkpoint)
+    method = load_checkpoint(path / "checkpoint.pt" if path.is_dir() else path)["method"]
+    if method == "maml_trpo":
+        result, step, title = _evaluate_rl(args)
+    else:
+        result, step, title = _evaluate_supervised(args)
+    result.protocol["checkpoint_step"] = step
+    if args.json:
+        print(json.dumps(result.to_json(), indent=2))
+        return
+    print(f"{title}, checkpoint at step {step}:")
+    for s in result.steps:
+        print(f"  {result.describe(s)}")
+
+
+def _evaluate_supervised(args: argparse.Namespace) -> tuple[EvalResult, int, str]:
     from metarl.experiment import load_experiment
 
     experiment, step = load_experiment(args.checkpoint, device=args.device)
@@ -21,14 +41,19 @@ def _evaluate(args: argparse.Namespace) -> None:
     unknown = set(overrides) - set(experiment.config.task)
     if unknown:
         raise ValueError(f"--{', --'.join(sorted(unknown))} does not apply to the {experiment.config.family} family")
-    result = experiment.evaluate(args.part, args.tasks, args.steps, **overrides)
-    result.protocol["checkpoint_step"] = step
-    if args.json:
-        print(json.dumps(result.to_json(), indent=2))
-        return
-    print(f"{experiment.config.family}, {args.part} part, checkpoint at step {step}:")
-    for s in result.steps:
-        print(f"  {result.describe(s)}")
+    part = args.part or "test"
+    result = experiment.evaluate(part, args.tasks or 600, args.steps, **overrides)
+    return result, step, f"{experiment.config.family}, {part} part"
+
+
+def _evaluate_rl(args: argparse.Namespace) -> tuple[EvalResult, int, str]:
+    from metarl.rl.experiment import load_rl_experiment
+
+    supervised_only = [f"--{name}" for name in ("shots", "ways", "queries", "part") if getattr(args, name) is not None]
+    if supervised_only:
+        raise ValueError(f"{', '.join(supervised_only)} does not apply to a reinforcement-learning run")
+    experiment, step = load_rl_experiment(args.checkpoint, device=args.device)
+    return experiment.evaluate(args.tasks or 40, args.steps), step, experiment.config.env_id
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -36,12 +61,14 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
     evaluate = commands.add_parser("evaluate", help="evaluate a trained run on held-out tasks (mean and 95% CI)")
     evaluate.add_argument("--checkpoint", required=True, help="run folder or checkpoint.pt file")
-    evaluate.add_argument("--tasks", type=int, default=600, help="held-out tasks (default 600)")
+    evaluate.add_argument("--tasks", type=int, default=None,
+                          help="held-out tasks (default 600 for supervised runs, 40 for RL runs)")
     evaluate.add_argument("--steps", type=int, default=None, help="adaptation steps (default: the run's eval_inner_steps)")
     evaluate.add_argument("--shots", type=int, default=None, help="support examples per class (default: as trained)")
     evaluate.add_argument("--ways", type=int, default=None, help="classes per task (default: as trained)")
     evaluate.add_argument("--queries", type=int, default=None, help="query examples per class (default: as trained)")
-    evaluate.add_argument("--part", default="test", choices=("train", "val", "test"), help="which class split")
+    evaluate.add_argument("--part", default=None, choices=("train", "val", "test"),
+                          help="which class split (supervised runs; default test)")
     evaluate.add_argument("--device", default=None, help="auto, cpu or cuda (default: the run's own setting)")
     evaluate.add_argument("--json", action="store_true", help="print the result as JSON (the eval.json shape)")
     evaluate.set_defaults(run=_evaluate)
@@ -50,7 +77,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    if getattr(args, "tasks", 1) < 1 or (getattr(args, "steps", None) or 0) < 0:
+    if (getattr(args, "tasks", None) is not None and args.tasks < 1) or (getattr(args, "steps", None) or 0) < 0:
         print("metarl: error: --tasks must be >= 1 and --steps >= 0", file=sys.stderr)
         return 2
     try:

@@ -15,7 +15,8 @@ from metarl.tasks import SupervisedTaskDistribution
 class EvalResult:
     """The metric after 0, 1, ..., k adaptation steps, averaged over ``tasks`` held-out tasks.
 
-    ``ci95`` is the half-width of the normal 95% interval of the mean (1.96 standard errors).
+    ``stderr`` is the standard error of the mean and ``ci95`` the half-width of the normal 95%
+    interval (1.96 standard errors).
     ``protocol`` records what else defines the numbers (ways, shots, queries, split, seed, ...).
     """
 
@@ -23,6 +24,7 @@ class EvalResult:
     steps: list[int]
     mean: list[float]
     ci95: list[float]
+    stderr: list[float]
     tasks: int
     protocol: dict[str, Any] = field(default_factory=dict)
 
@@ -31,18 +33,20 @@ class EvalResult:
         """Summarise per-task values of shape ``[tasks, steps + 1]``."""
         tasks = values.shape[0]
         std = values.std(axis=0, ddof=1) if tasks > 1 else np.zeros(values.shape[1])
+        stderr = std / np.sqrt(tasks)
         return cls(
             metric=metric,
             steps=list(range(values.shape[1])),
             mean=values.mean(axis=0).tolist(),
-            ci95=(1.96 * std / np.sqrt(tasks)).tolist(),
+            ci95=(1.96 * stderr).tolist(),
+            stderr=stderr.tolist(),
             tasks=tasks,
             protocol=protocol,
         )
 
     def to_json(self) -> dict[str, Any]:
         return {"metric": self.metric, "steps": self.steps, "mean": self.mean, "ci95": self.ci95,
-                "tasks": self.tasks, **self.protocol}
+                "stderr": self.stderr, "tasks": self.tasks, **self.protocol}
 
     def describe(self, step: int | None = None) -> str:
         """``"accuracy after 3 steps: 98.12% +- 0.25% (600 tasks)"``, by default after the last step."""

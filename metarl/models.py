@@ -1,4 +1,4 @@
-"""Backbones of the papers: the sinusoid MLP and the 4-block convolutional network.
+"""Backbones of the papers: the sinusoid MLP, the 4-block convolutional network, the Gaussian MLP policy.
 
 Models are built from a JSON spec (``{"name": "conv4", ...}``) so that a run folder can rebuild its
 model without pickled objects.
@@ -6,6 +6,7 @@ model without pickled objects.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
@@ -102,7 +103,30 @@ class Conv4(nn.Module):
         return self.classifier(self.features(x))
 
 
-MODELS: dict[str, type[nn.Module]] = {"mlp": MLP, "conv4": Conv4}
+class GaussianMLPPolicy(nn.Module):
+    """A Gaussian policy: an MLP gives the mean action, a state-independent parameter the log-std.
+
+    MAML's RL policy (Finn et al. 2017, section 5.3): two hidden layers of 100 ReLU units. The
+    log-std is a parameter like any other, so the inner loop adapts it too (as in rllab's
+    ``GaussianMLPPolicy`` with ``learn_std=True``). ``forward`` returns ``(mean, log_std)`` with
+    ``log_std`` broadcast to the mean's shape.
+    """
+
+    def __init__(
+        self, observation_size: int, action_size: int, hidden: Sequence[int] = (100, 100), init_std: float = 1.0
+    ) -> None:
+        super().__init__()
+        if observation_size < 1 or action_size < 1 or init_std <= 0:
+            raise ValueError(f"need positive sizes and init_std, got {observation_size}, {action_size}, {init_std}")
+        self.mean = MLP([observation_size, *hidden, action_size])
+        self.log_std = nn.Parameter(torch.full((action_size,), math.log(init_std)))
+
+    def forward(self, observation: Tensor) -> tuple[Tensor, Tensor]:
+        mean = self.mean(observation)
+        return mean, self.log_std.expand_as(mean)
+
+
+MODELS: dict[str, type[nn.Module]] = {"mlp": MLP, "conv4": Conv4, "gaussian_mlp": GaussianMLPPolicy}
 
 
 def build_model(spec: dict[str, Any]) -> nn.Module:

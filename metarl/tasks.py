@@ -74,6 +74,11 @@ class Task:
     def __hash__(self) -> int:
         return hash(json.dumps(self.to_dict(), sort_keys=True))
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        """Pickle through :meth:`to_dict` (the read-only params mapping itself cannot be pickled), so
+        tasks travel to worker processes (gymnasium's AsyncVectorEnv) and survive ``copy.deepcopy``."""
+        return Task.from_dict, (self.to_dict(),)
+
     def to_dict(self) -> dict[str, Any]:
         """The task as a JSON-ready dict: ``{"family": ..., "params": {...}}``."""
         return {"family": self.family, "params": _thaw(self.params)}

@@ -126,7 +126,8 @@ class Trainer:
             if not self.checkpoint_path.exists():
                 raise FileNotFoundError(f"--resume: no checkpoint at {self.checkpoint_path}")
             old = json.loads(config_path.read_text())
-            changed = [k for k in config_differences(old, self.run_config)
+            new = json.loads(json.dumps(self.run_config))  # as saved: tuples become lists
+            changed = [k for k in config_differences(old, new)
                        if k.removeprefix("train.") not in RESUMABLE_CHANGES]
             if changed:
                 raise ValueError(f"--resume with a changed configuration: {', '.join(changed)} differ from "
@@ -182,7 +183,7 @@ class Trainer:
                         f"checkpoint ({self.checkpoint_path}) is kept. Lower the learning rates or check the data.")
                 if step % self.train.log_every == 0 or step == self.train.iterations:
                     now = time.perf_counter()
-                    record = {f"train/{k}": v for k, v in metrics.items()}
+                    record = {k if "/" in k else f"train/{k}": v for k, v in metrics.items()}
                     record["perf/tasks_per_second"] = window_tasks / (now - window_start)
                     logger.log(step, record)
                     bar.set_postfix({k.split("/")[-1]: f"{v:.4g}" for k, v in record.items()})

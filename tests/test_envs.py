@@ -353,16 +353,12 @@ def test_async_vector_env_takes_task_dicts():
         vec.close()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=TypeError,
-    reason="metarl.tasks.Task cannot be pickled (its params are a MappingProxyType), so AsyncVectorEnv "
-    "cannot send Task objects to its workers; a Task.__reduce__ in metarl/tasks.py fixes it",
-)
 def test_async_vector_env_takes_task_objects():
+    tasks = [Task("halfcheetah-dir", {"direction": d}) for d in (-1, 1)]
     vec = gym.make_vec("metarl/HalfCheetahDir-v0", num_envs=2, vectorization_mode="async")
     try:
-        vec.set_attr("task", [Task("halfcheetah-dir", {"direction": d}) for d in (-1, 1)])
+        vec.set_attr("task", tasks)
+        assert list(vec.get_attr("task")) == tasks
     finally:
         vec.close()
 

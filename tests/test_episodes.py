@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import copy
+import pickle
+
 import numpy as np
 import pytest
 import torch
@@ -46,6 +49,14 @@ def test_tasks_are_distinct_classes_in_range() -> None:
         assert len(classes) == 5 and len(set(classes)) == 5
         assert all(isinstance(c, int) and 0 <= c < CLASSES for c in classes)
         assert Task.from_dict(task.to_dict()) == task
+
+
+def test_tasks_survive_pickle_and_deepcopy_unchanged_and_read_only() -> None:
+    task = Task("toy", {"classes": [3, 1, 4], "meta": {"split": "train"}})
+    for clone in (pickle.loads(pickle.dumps(task)), copy.deepcopy(task)):
+        assert clone == task and clone.to_dict() == task.to_dict()
+        with pytest.raises(TypeError):
+            clone.params["classes"] = [0]  # type: ignore[index]
 
 
 def test_episode_shapes_dtypes_and_labels() -> None:

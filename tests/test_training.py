@@ -1,30 +1,11 @@
 """The training scripts run end to end, resume exactly, and their runs reload with `metarl evaluate`."""
 
 import json
-import os
-import subprocess
-import sys
-from pathlib import Path
 
-import pytest
+from scripts_support import records, run
 
-ROOT = Path(__file__).resolve().parents[1]
 TINY_SINUSOID = ["--log-every", "10", "--eval-every", "20", "--checkpoint-every", "20", "--eval-tasks", "10",
                  "--final-eval-tasks", "20", "--meta-batch-size", "5", "--no-progress"]
-
-
-def run(*args: str, env: dict | None = None, check: bool = True) -> subprocess.CompletedProcess:
-    result = subprocess.run([sys.executable, *args], cwd=ROOT, capture_output=True, text=True,
-                            env={**os.environ, **(env or {})}, timeout=600)
-    if check and result.returncode != 0:
-        raise AssertionError(f"{args} failed:\n{result.stdout}\n{result.stderr}")
-    return result
-
-
-def records(out: Path) -> list[dict]:
-    """metrics.jsonl without the wall-clock fields, which legitimately differ between runs."""
-    lines = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
-    return [{k: v for k, v in r.items() if k != "time" and not k.startswith("perf/")} for r in lines]
 
 
 def test_sinusoid_script_resume_matches_uninterrupted_run(tmp_path):

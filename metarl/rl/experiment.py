@@ -1,0 +1,138 @@
+"""A MAML-TRPO run on a task-distribution environment: build it from JSON, train it, evaluate it.
+
+Environments are named by gymnasium id. ``metarl`` never imports ``envs``; gymnasium's
+``"module:namespace/Name-v0"`` form imports the module that registers the id, so the scripts pass
+``"envs:metarl/HalfCheetahVel-v0"`` and a user's own ``"mypackage:mine/MyTask-v0"`` works the same way.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import gymnasium
+import numpy as np
+import torch
+import tyro
+
+from metarl.checkpoint import load_checkpoint
+from metarl.evaluate import EvalResult
+from metarl.models import GaussianMLPPolicy
+from metarl.rl.maml_trpo import MAMLTRPO, MAMLTRPOConfig, RLBatch
+from metarl.rl.sampler import TrajectorySampler
+from metarl.tasks import TaskDistribution
+from metarl.train import TrainConfig, Trainer, resolve_device
+
+
+@dataclass
+class RLConfig:
+    """Everything that defines a MAML-TRPO run; saved as the run's ``config.json``."""
+
+    env_id: str
+    """gymnasium id of the task-distribution environment, e.g. ``envs:metarl/Navigation2D-v0``."""
+    horizon: int
+    """Steps per episode (the paper: 100 for navigation, 200 for the MuJoCo tasks)."""
+    maml: MAMLTRPOConfig = field(default_factory=MAMLTRPOConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    vectorization_mode: str | None = None
+    """gymnasium.make_vec's mode: None (the env's own vector class if it has one, else sync), sync or async."""
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> RLConfig:
+        return cls(env_id=data["env_id"], horizon=data["horizon"], maml=MAMLTRPOConfig(**data["maml"]),
+                   train=TrainConfig(**data["train"]), vectorization_mode=data["vectorization_mode"])
+
+
+class RLExperiment:
+    """The policy, the sampler, the learner and the evaluation protocol of one configuration."""
+
+    def __init__(self, config: RLConfig) -> None:
+        if config.horizon < 1:
+            raise ValueError(f"horizon must be >= 1, got {config.horizon}")
+        self.config = config
+        self.device = resolve_device(config.train.device)
+        probe = gymnasium.make(config.env_id)
+        self.tasks = probe.unwrapped
+        if not isinstance(self.tasks, TaskDistribution):
+            raise ValueError(f"{config.env_id} is not a task distribution: its env has no sample_tasks(n, rng)")
+        observation_size, action_size = probe.observation_space.shape[0], probe.action_space.shape[0]
+        probe.close()
+        torch.manual_seed(config.train.seed)
+        policy = GaussianMLPPolicy(observation_size, action_size, config.maml.hidden)
+        sampler = TrajectorySampler(self._make_vector_env, policy, config.maml.episodes_per_task, config.horizon,
+                                    self.device)
+        self.learner = MAMLTRPO(policy, sampler, config.maml, self.device)
+
+    def _make_vector_env(self, lanes: int) -> gymnasium.vector.VectorEnv:
+        return gymnasium.make_vec(self.config.env_id, num_envs=lanes,
+                                  vectorization_mode=self.config.vectorization_mode)
+
+    def sample_batch(self, rng: np.random.Generator) -> RLBatch:
+        return RLBatch(self.tasks.sample_tasks(self.config.train.meta_batch_size, rng), int(rng.integers(2**31)))
+
+    def evaluate(self, tasks: int, steps: int | None = None, seed: int | None = None) -> EvalResult:
+        """Mean episode return on ``tasks`` test tasks after 0..steps adaptation steps, from a fixed seed."""
+        if tasks < 1:
+            raise ValueError(f"tasks must be >= 1, got {tasks}")
+        steps = self.config.maml.eval_inner_steps if steps is None else steps
+        seed = self.config.train.seed if seed is None else seed
+        rng = np.random.default_rng([seed, 2])
+        size = self.config.train.meta_batch_size
+        values = [self.learner.evaluate(RLBatch(self.tasks.sample_tasks(min(size, tasks - start), rng),
+                                                int(rng.integers(2**31))), steps)
+                  for start in range(0, tasks, size)]
+        protocol = {"env_id": self.config.env_id, "horizon": self.config.horizon, "seed": seed,
+                    "episodes_per_task": self.config.maml.episodes_per_task,
+                    "inner_lr": self.config.maml.inner_lr, "eval_inner_lr": self.config.maml.eval_inner_lr}
+        return EvalResult.from_values("return", torch.cat(values).numpy().astype(np.float64), protocol)
+
+    def trainer(self) -> Trainer:
+        return Trainer(self.learner, sample_batch=self.sample_batch,
+                       evaluate=lambda tasks: self.evaluate(tasks, seed=self.config.train.seed + 1),
+                       train=self.config.train, run_config=self.config.to_json())
+
+
+def run_maml_trpo(config: RLConfig) -> tuple[RLExperiment, EvalResult | None, EvalResult]:
+    """Train, then evaluate on ``final_eval_tasks`` test tasks; write ``eval.json``.
+
+    Returns the experiment and the (untrained, trained) evaluations on the same tasks; the
+    untrained one is ``None`` when a run is resumed.
+    """
+    experiment = RLExperiment(config)
+    trainer = experiment.trainer()
+    print(f"MAML-TRPO on {config.env_id}: {config.train.iterations} iterations on {experiment.device}, "
+          f"{'batched (vmap)' if experiment.learner.batched else 'per-task'} path; run folder {config.train.out}")
+    untrained = None if config.train.resume else experiment.evaluate(config.train.final_eval_tasks)
+    trainer.run()
+    trained = experiment.evaluate(config.train.final_eval_tasks)
+    (Path(config.train.out) / "eval.json").write_text(json.dumps(trained.to_json(), indent=2) + "\n")
+    return experiment, untrained, trained
+
+
+def load_rl_experiment(path: str | Path, device: str | None = None) -> tuple[RLExperiment, int]:
+    """Rebuild a MAML-TRPO run from its folder (or its ``checkpoint.pt``) with the trained policy."""
+    path = Path(path)
+    state = load_checkpoint(path / "checkpoint.pt" if path.is_dir() else path, method=MAMLTRPO.method)
+    config = RLConfig.from_json(json.loads(state["config"]))
+    if device is not None:
+        config.train.device = device
+    experiment = RLExperiment(config)
+    experiment.learner.load_state_dict(state["learner"])
+    return experiment, state["step"]
+
+
+def train_from_command_line(defaults: RLConfig, description: str | None = None) -> None:
+    """The body of every ``scripts/train_<env>.py``: parse flags over ``defaults``, train, report."""
+    config = tyro.cli(tyro.conf.OmitArgPrefixes[RLConfig], default=defaults, description=description)
+    _, untrained, trained = run_maml_trpo(config)
+    print(f"{config.env_id}, {trained.tasks} test tasks, mean return +- standard error:")
+    for label, result in (("untrained", untrained), ("trained", trained)):
+        if result is not None:
+            steps = ", ".join(f"{m:.1f} +- {s:.1f}" for m, s in zip(result.mean, result.stderr))
+            print(f"  {label:9s} after 0..{result.steps[-1]} steps: {steps}")
+    print(f"evaluation written to {config.train.out}/eval.json; TensorBoard: tensorboard --logdir {config.train.out}")

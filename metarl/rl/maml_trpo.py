@@ -1,0 +1,303 @@
+"""MAML for reinforcement learning: a policy-gradient inner loop and a TRPO outer loop.
+
+Finn et al. (2017), section 5.3: for each task of a meta-batch, episodes of the current policy give
+one (or more) REINFORCE steps; episodes of the adapted policies give the meta-objective, which is
+optimised with TRPO. The inner step is :func:`metarl.functional.adapt`, the same function that
+supervised MAML uses, and the meta-gradient and the Fisher-vector products of TRPO differentiate
+through it (second order) or treat its gradients as constants (``first_order``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+from torch.func import functional_call, vmap
+from torch.nn.utils import parameters_to_vector, vector_to_parameters
+
+from metarl.functional import Params, adapt, parameters_of
+from metarl.rl.gaussian import kl_divergence, log_prob
+from metarl.rl.returns import discounted_returns, gae, linear_baseline, normalize
+from metarl.rl.sampler import Trajectories, TrajectorySampler, stack_params
+from metarl.rl.trpo import LineSearchResult, backtracking_line_search, conjugate_gradient
+from metarl.tasks import Task
+
+PolicyData = tuple[Tensor, Tensor, Tensor, Tensor]
+"""``(observations, actions, advantages, mask)`` of one task (or stacked over tasks)."""
+
+
+@dataclass
+class MAMLTRPOConfig:
+    """MAML-TRPO's hyper-parameters; the defaults are the paper's (and rllab's) settings."""
+
+    inner_lr: float = 0.1
+    """Step size of the inner policy-gradient steps (and of the first step at evaluation)."""
+    inner_steps: int = 1
+    """Inner steps during meta-training; each samples fresh episodes with the policy so far. 0 trains
+    one policy on all tasks jointly with TRPO (the paper's "pretrained" baseline)."""
+    eval_inner_lr: float = 0.05
+    """Step size of the evaluation's steps after the first (the paper: 0.1, then 0.05)."""
+    eval_inner_steps: int = 3
+    """Adaptation steps at evaluation; returns are reported after 0, 1, ..., this many."""
+    first_order: bool = False
+    """Drop the second-order terms of the meta-gradient and of the Fisher-vector products."""
+    episodes_per_task: int = 20
+    """Episodes sampled per task for each inner step and for the meta-objective (fast batch)."""
+    gamma: float = 0.99
+    """Discount factor."""
+    gae_lambda: float = 1.0
+    """GAE lambda (1: discounted returns minus the linear baseline)."""
+    max_kl: float = 0.01
+    """TRPO's bound on the mean KL between the adapted policies before and after the meta-update."""
+    cg_iterations: int = 10
+    """Conjugate-gradient iterations of the natural-gradient solve."""
+    cg_damping: float = 1e-5
+    """Added to the Fisher matrix's diagonal in the conjugate-gradient solve."""
+    line_search_steps: int = 15
+    """Backtracking steps of TRPO's line search."""
+    line_search_ratio: float = 0.8
+    """Each backtracking step shortens the step by this factor."""
+    hidden: tuple[int, ...] = (100, 100)
+    """Hidden layer sizes of the Gaussian MLP policy."""
+    path: Literal["auto", "batched", "per_task"] = "auto"
+    """vmap over tasks, a per-task loop, or auto: per-task on the CPU, where it was measured 5.6x faster
+    (Navigation2D, 20 tasks: TRPO's Fisher-vector products backpropagate slowly through vmap), and
+    batched on CUDA, where it launches fewer kernels (not yet timed)."""
+
+    def __post_init__(self) -> None:
+        self.hidden = tuple(self.hidden)
+        if self.inner_steps < 0 or self.eval_inner_steps < 0 or self.episodes_per_task < 1:
+            raise ValueError("need inner_steps >= 0, eval_inner_steps >= 0 and episodes_per_task >= 1")
+        if not (0 < self.gamma <= 1 and 0 <= self.gae_lambda <= 1):
+            raise ValueError(f"need 0 < gamma <= 1 and 0 <= gae_lambda <= 1, got {self.gamma}, {self.gae_lambda}")
+        if self.max_kl <= 0 or not 0 < self.line_search_ratio < 1 or self.line_search_steps < 1:
+            raise ValueError("need max_kl > 0, 0 < line_search_ratio < 1 and line_search_steps >= 1")
+        if self.path not in ("auto", "batched", "per_task"):
+            raise ValueError(f"path must be auto, batched or per_task, got {self.path!r}")
+
+
+@dataclass
+class RLBatch:
+    """One meta-batch: the tasks and the seed of every sampling made for them."""
+
+    tasks: list[Task]
+    seed: int
+
+    def sampling_seed(self, index: int) -> int:
+        """A distinct seed for the ``index``-th sampling of this batch (inner steps, then the meta-objective)."""
+        return int(np.random.SeedSequence([self.seed, index]).generate_state(1)[0] >> 1)
+
+
+@dataclass
+class _Adaptation:
+    """What the inner loop produced: each step's policy data, its episodes, and the adapted parameters."""
+
+    data: list[PolicyData] = field(default_factory=list)
+    episodes: list[Trajectories] = field(default_factory=list)
+    params: Params = field(default_factory=dict)
+
+
+@dataclass
+class MetaObjective:
+    """TRPO's surrogate loss and mean KL over a meta-batch, as a function of the policy's parameters.
+
+    ``surrogate()`` re-runs the adaptation from the parameters as they are now, so the line search
+    and the tests can evaluate it after changing them; ``params`` are the policy's own tensors.
+    """
+
+    surrogate: Callable[[], tuple[Tensor, Tensor]]
+    params: Params
+    inner_episodes: list[Trajectories]
+    valid_episodes: Trajectories
+
+
+class MAMLTRPO:
+    """Meta-learns a policy initialisation that one policy-gradient step adapts to a new task."""
+
+    method = "maml_trpo"
+
+    def __init__(self, policy: nn.Module, sampler: TrajectorySampler, config: MAMLTRPOConfig | None = None,
+                 device: str | torch.device = "cpu") -> None:
+        self.config = config or MAMLTRPOConfig()
+        self.device = torch.device(device)
+        self.policy = policy.to(self.device)
+        self.sampler = sampler
+        if self.config.path == "auto":
+            self.batched = self.device.type == "cuda"
+        else:
+            self.batched = self.config.path == "batched"
+
+    # --- per-task pieces, written once for vmap and for the loop -----------------------------------
+    def _inner_loss(self, params: Params, data: PolicyData) -> Tensor:
+        """REINFORCE: minus the mean of log-probability times advantage over the episodes' steps."""
+        observations, actions, advantages, mask = data
+        mean, log_std = functional_call(self.policy, params, (observations,))
+        return -(log_prob(mean, log_std, actions) * advantages * mask).sum() / mask.sum()
+
+    def _adapt_task(self, params: Params, steps_data: Sequence[PolicyData], lrs: Sequence[float],
+                    first_order: bool) -> Params:
+        for data, lr in zip(steps_data, lrs):
+            params = adapt(params, self._inner_loss, data, 1, lr, first_order, functional=self.batched)
+        return params
+
+    def _task_surrogate(self, params: Params, steps_data: Sequence[PolicyData], valid: PolicyData,
+                        old_log_prob: Tensor, old_mean: Tensor, old_log_std: Tensor) -> tuple[Tensor, Tensor]:
+        """TRPO's surrogate loss and KL for one task, through the adaptation from ``params``."""
+        lrs = [self.config.inner_lr] * len(steps_data)
+        adapted = self._adapt_task(params, steps_data, lrs, self.config.first_order)
+        observations, actions, advantages, mask = valid
+        mean, log_std = functional_call(self.policy, adapted, (observations,))
+        ratio = (log_prob(mean, log_std, actions) - old_log_prob).exp()
+        loss = -(ratio * advantages * mask).sum() / mask.sum()
+        kl = (kl_divergence(old_mean, old_log_std, mean, log_std) * mask).sum() / mask.sum()
+        return loss, kl
+
+    def _over_tasks(self, fn: Callable[..., Any], in_dims: tuple[int | None, ...], *args: Any) -> Any:
+        """``fn`` on every task and the results stacked: ``vmap`` over the arguments whose
+        ``in_dims`` is 0 (the others are shared), or the same in a loop."""
+        if self.batched:
+            return vmap(fn, in_dims=in_dims)(*args)
+        n = next(leaf for a, d in zip(args, in_dims) if d == 0 for leaf in _leaves(a)).shape[0]
+        results = [fn(*(_pick(a, i) if d == 0 else a for a, d in zip(args, in_dims))) for i in range(n)]
+        if isinstance(results[0], dict):
+            return {k: torch.stack([r[k] for r in results]) for k in results[0]}
+        return tuple(torch.stack(column) for column in zip(*results))
+
+    # --- data --------------------------------------------------------------------------------------
+    def policy_data(self, episodes: Trajectories) -> PolicyData:
+        """Observations, actions, normalised GAE advantages (linear baseline per task) and mask."""
+        c = self.config
+        returns = discounted_returns(episodes.rewards, episodes.mask, c.gamma)
+        values = linear_baseline(episodes.observations, returns, episodes.mask)
+        advantages = normalize(gae(episodes.rewards, values, episodes.mask, c.gamma, c.gae_lambda), episodes.mask)
+        return episodes.observations, episodes.actions, advantages, episodes.mask
+
+    def _step_all(self, params: Params, data: PolicyData, lr: float) -> Params:
+        """One inner step for every task from its own (stacked) parameters, without a graph."""
+        def one(task_params: Params, *task_data: Tensor) -> Params:
+            return adapt(task_params, self._inner_loss, task_data, 1, lr, first_order=True, functional=self.batched)
+
+        adapted = self._over_tasks(one, (0, 0, 0, 0, 0), params, *data)
+        return {k: v.detach() for k, v in adapted.items()}
+
+    def _adapt_by_sampling(self, params: Params, batch: RLBatch, lrs: Sequence[float]) -> _Adaptation:
+        """Alternate sampling and one inner step per entry of ``lrs``, from the shared ``params``."""
+        result = _Adaptation(params=stack_params(params, len(batch.tasks)))
+        for index, lr in enumerate(lrs):
+            episodes = self.sampler.sample(result.params, batch.tasks, batch.sampling_seed(index))
+            data = self.policy_data(episodes)
+            result.params = self._step_all(result.params, data, lr)
+            result.data.append(data)
+            result.episodes.append(episodes)
+        return result
+
+    # --- meta-training -----------------------------------------------------------------------------
+    def meta_objective(self, batch: RLBatch) -> MetaObjective:
+        """Sample and adapt for every task, sample again with the adapted policies, and return TRPO's
+        surrogate loss and KL as a function of the policy's current parameters."""
+        c = self.config
+        params = parameters_of(self.policy)
+        detached = {k: v.detach() for k, v in params.items()}
+        adaptation = self._adapt_by_sampling(detached, batch, [c.inner_lr] * c.inner_steps)
+        valid_episodes = self.sampler.sample(adaptation.params, batch.tasks, batch.sampling_seed(c.inner_steps))
+        valid = self.policy_data(valid_episodes)
+        with torch.no_grad():
+            old_mean, old_log_std = vmap(lambda p, o: functional_call(self.policy, p, (o,)))(
+                adaptation.params, valid[0])
+            old_log_prob = log_prob(old_mean, old_log_std, valid[1])
+        steps_data = tuple(adaptation.data)
+
+        def surrogate() -> tuple[Tensor, Tensor]:
+            losses, kls = self._over_tasks(self._task_surrogate, (None, 0, 0, 0, 0, 0), params, steps_data, valid,
+                                           old_log_prob, old_mean, old_log_std)
+            return losses.mean(), kls.mean()
+
+        return MetaObjective(surrogate, params, adaptation.episodes, valid_episodes)
+
+    def _trpo_step(self, objective: MetaObjective) -> tuple[float, LineSearchResult]:
+        """One natural-gradient step on the surrogate within the KL bound; returns the loss before it."""
+        c = self.config
+        names = list(objective.params)
+        leaves = [objective.params[n] for n in names]
+        loss, kl = objective.surrogate()
+        flat_grad = torch.cat([g.reshape(-1) for g in torch.autograd.grad(loss, leaves, retain_graph=True)])
+        flat_kl_grad = torch.cat([g.reshape(-1) for g in torch.autograd.grad(kl, leaves, create_graph=True)])
+
+        def fisher_vector(vector: Tensor) -> Tensor:
+            products = torch.autograd.grad(flat_kl_grad @ vector, leaves, retain_graph=True)
+            return torch.cat([p.reshape(-1) for p in products]) + c.cg_damping * vector
+
+        direction = conjugate_gradient(fisher_vector, -flat_grad.detach(), c.cg_iterations)
+        curvature = direction @ fisher_vector(direction)
+        full_step = direction * torch.sqrt(2 * c.max_kl / curvature.clamp_min(1e-12))
+        old_vector = parameters_to_vector(leaves).detach()
+
+        def evaluate(vector: Tensor) -> tuple[float, float]:
+            with torch.no_grad():
+                vector_to_parameters(vector, leaves)
+                new_loss, new_kl = objective.surrogate()
+            return new_loss.item(), new_kl.item()
+
+        new_vector, search = backtracking_line_search(evaluate, old_vector, full_step.detach(), loss.item(),
+                                                      c.max_kl, c.line_search_steps, c.line_search_ratio)
+        with torch.no_grad():
+            vector_to_parameters(new_vector, leaves)
+        return loss.item(), search
+
+    def meta_train_step(self, batch: RLBatch) -> dict[str, float]:
+        """Sample, adapt, sample again with the adapted policies, and take one TRPO step."""
+        objective = self.meta_objective(batch)
+        loss, search = self._trpo_step(objective)
+        sampled = [*objective.inner_episodes, objective.valid_episodes]
+        return {
+            "return_before": sampled[0].episode_returns().mean().item(),
+            "return_after": objective.valid_episodes.episode_returns().mean().item(),
+            "surrogate_loss": loss,
+            "surrogate_improvement": loss - search.loss,
+            "kl": search.kl,
+            "line_search_steps": float(search.steps),
+            "line_search_accepted": float(search.accepted),
+            "perf/env_steps_per_second": sum(e.env_steps for e in sampled) / sum(e.seconds for e in sampled),
+        }
+
+    # --- meta-testing ------------------------------------------------------------------------------
+    def evaluate(self, batch: RLBatch, steps: int | None = None) -> Tensor:
+        """Mean episode return of each task after 0..``steps`` adaptation steps, ``[tasks, steps + 1]``.
+
+        The first step uses ``inner_lr`` and later ones ``eval_inner_lr`` (the paper's protocol).
+        """
+        c = self.config
+        steps = c.eval_inner_steps if steps is None else steps
+        lrs = [c.inner_lr, *[c.eval_inner_lr] * (steps - 1)][:steps]
+        detached = {k: v.detach() for k, v in parameters_of(self.policy).items()}
+        adaptation = self._adapt_by_sampling(detached, batch, lrs)
+        final = self.sampler.sample(adaptation.params, batch.tasks, batch.sampling_seed(steps))
+        curve = [e.episode_returns().mean(dim=1) for e in [*adaptation.episodes, final]]
+        return torch.stack(curve, dim=1).cpu()
+
+    # --- checkpoints -------------------------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        return {"policy": self.policy.state_dict(), "config": asdict(self.config)}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.policy.load_state_dict(state["policy"])
+
+
+def _leaves(value: Any) -> list[Tensor]:
+    """The tensors in a (nested) tuple or dict of them."""
+    if isinstance(value, Tensor):
+        return [value]
+    return [leaf for v in (value.values() if isinstance(value, dict) else value) for leaf in _leaves(v)]
+
+
+def _pick(value: Any, i: int) -> Any:
+    """Task ``i`` of a tensor, or of every tensor in a (nested) tuple or dict of them."""
+    if isinstance(value, Tensor):
+        return value[i]
+    if isinstance(value, dict):
+        return {k: _pick(v, i) for k, v in value.items()}
+    return type(value)(_pick(v, i) for v in value)

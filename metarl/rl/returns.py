@@ -1,0 +1,76 @@
+"""Returns, the linear feature baseline and generalised advantage estimates of a batch of episodes.
+
+Tensors are laid out ``[..., horizon, episodes]`` (time on the second-to-last axis), with a ``mask``
+of the same shape that is 1 for steps inside an episode and 0 after it ended; leading axes (tasks)
+are batched, so one call handles a whole meta-batch.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+
+def discounted_returns(rewards: Tensor, mask: Tensor, gamma: float) -> Tensor:
+    """``R_t = sum_k gamma^k r_{t+k}`` within each episode (0 after its end)."""
+    returns = torch.zeros_like(rewards)
+    running = torch.zeros_like(rewards[..., 0, :])
+    for t in reversed(range(rewards.shape[-2])):
+        running = (rewards[..., t, :] + gamma * running) * mask[..., t, :]
+        returns[..., t, :] = running
+    return returns
+
+
+def baseline_features(observations: Tensor, mask: Tensor) -> Tensor:
+    """rllab's ``LinearFeatureBaseline`` features: clipped obs, obs^2, t/100 and its powers, 1."""
+    obs = observations.clamp(-10, 10)
+    horizon = observations.shape[-3]
+    time = torch.arange(horizon, dtype=obs.dtype, device=obs.device).view(horizon, 1, 1) / 100.0
+    time = time.expand(*obs.shape[:-1], 1)
+    features = torch.cat([obs, obs.pow(2), time, time.pow(2), time.pow(3), torch.ones_like(time)], dim=-1)
+    return features * mask.unsqueeze(-1)
+
+
+def linear_baseline(observations: Tensor, returns: Tensor, mask: Tensor, reg: float = 1e-5) -> Tensor:
+    """Values of a ridge regression of ``returns`` on :func:`baseline_features`, fitted per leading index.
+
+    As in rllab (Duan et al. 2016), the fit is on the episodes it then predicts, and the ridge
+    coefficient grows tenfold (up to five times) while the solution is not finite. The normal
+    equations are solved by Cholesky in float64: ``torch.linalg.lstsq`` gave different answers for
+    the same input on the CPU, which broke run-to-run reproducibility.
+    """
+    features = baseline_features(observations, mask)
+    flat = features.flatten(-3, -2).double()                 # [..., horizon * episodes, features]
+    gram = flat.transpose(-1, -2) @ flat
+    target = flat.transpose(-1, -2) @ returns.flatten(-2).double().unsqueeze(-1)
+    eye = torch.eye(gram.shape[-1], dtype=gram.dtype, device=gram.device)
+    for _ in range(5):
+        factor, info = torch.linalg.cholesky_ex(gram + reg * eye)
+        weights = torch.cholesky_solve(target, factor)
+        if (info == 0).all() and torch.isfinite(weights).all():
+            break
+        reg *= 10
+    else:
+        raise FloatingPointError("the linear baseline's regression has no finite solution")
+    return (features @ weights.to(features.dtype).unsqueeze(-3)).squeeze(-1) * mask
+
+
+def gae(rewards: Tensor, values: Tensor, mask: Tensor, gamma: float, lam: float) -> Tensor:
+    """Generalised advantage estimates (Schulman et al. 2016); ``lam=1`` gives returns minus values."""
+    advantages = torch.zeros_like(rewards)
+    running = torch.zeros_like(rewards[..., 0, :])
+    next_value = torch.zeros_like(running)
+    for t in reversed(range(rewards.shape[-2])):
+        delta = rewards[..., t, :] + gamma * next_value - values[..., t, :]
+        running = (delta + gamma * lam * running) * mask[..., t, :]
+        advantages[..., t, :] = running
+        next_value = values[..., t, :] * mask[..., t, :]
+    return advantages
+
+
+def normalize(values: Tensor, mask: Tensor, eps: float = 1e-8) -> Tensor:
+    """Zero mean, unit variance over the masked steps of each leading index (rllab's ``center_adv``)."""
+    count = mask.sum(dim=(-2, -1), keepdim=True)
+    mean = (values * mask).sum(dim=(-2, -1), keepdim=True) / count
+    var = ((values - mean).pow(2) * mask).sum(dim=(-2, -1), keepdim=True) / count
+    return (values - mean) / (var.sqrt() + eps) * mask

@@ -1,0 +1,133 @@
+"""Lock-step sampling of a meta-batch's episodes from a vector environment.
+
+All ``tasks x episodes_per_task`` episodes of an iteration run side by side: one batched policy
+forward per time step for every lane (``vmap`` over the tasks' parameter sets), one batched
+environment step. Lane ``i`` belongs to task ``i // episodes_per_task``; tasks are assigned with
+gymnasium's per-lane ``set_attr("task", [...])``.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import gymnasium
+import numpy as np
+import torch
+from torch import Tensor, nn
+from torch.func import functional_call, vmap
+
+from metarl.functional import Params
+from metarl.tasks import Task
+
+
+@dataclass
+class Trajectories:
+    """Episodes grouped by task: tensors shaped ``[tasks, horizon, episodes, ...]``.
+
+    ``mask`` is 1 for the steps of an episode and 0 after it ended (a terminated Ant, say), so sums
+    over masked steps are per-episode quantities.
+    """
+
+    observations: Tensor
+    actions: Tensor
+    rewards: Tensor
+    mask: Tensor
+    tasks: list[Task]
+    seconds: float
+    """Wall time of the sampling (environment and policy)."""
+
+    @property
+    def env_steps(self) -> int:
+        return int(self.mask.sum().item())
+
+    def episode_returns(self) -> Tensor:
+        """Undiscounted return of every episode, ``[tasks, episodes]``."""
+        return (self.rewards * self.mask).sum(dim=1)
+
+
+def stack_params(params: Params, tasks: int) -> Params:
+    """The same (detached) parameters for each of ``tasks`` tasks, on a leading task axis, without copying."""
+    return {name: p.detach().expand(tasks, *p.shape) for name, p in params.items()}
+
+
+class TrajectorySampler:
+    """Samples ``episodes_per_task`` episodes of at most ``horizon`` steps for each task, in lock-step.
+
+    ``make_env(lanes)`` builds the vector environment (for example
+    ``lambda n: gymnasium.make_vec("envs:metarl/Navigation2D-v0", num_envs=n)``); it is built once
+    per lane count and reused.
+    """
+
+    def __init__(
+        self,
+        make_env: Callable[[int], gymnasium.vector.VectorEnv],
+        policy: nn.Module,
+        episodes_per_task: int,
+        horizon: int,
+        device: torch.device | str = "cpu",
+    ) -> None:
+        if episodes_per_task < 1 or horizon < 1:
+            raise ValueError(f"need episodes_per_task >= 1 and horizon >= 1, got {episodes_per_task}, {horizon}")
+        self.make_env, self.policy = make_env, policy
+        self.episodes_per_task, self.horizon = episodes_per_task, horizon
+        self.device = torch.device(device)
+        self._envs: dict[int, gymnasium.vector.VectorEnv] = {}
+
+    def env(self, lanes: int) -> gymnasium.vector.VectorEnv:
+        if lanes not in self._envs:
+            env = self.make_env(lanes)
+            if env.num_envs != lanes:
+                raise ValueError(f"make_env({lanes}) returned a vector env of {env.num_envs} lanes")
+            self._envs[lanes] = env
+        return self._envs[lanes]
+
+    def close(self) -> None:
+        for env in self._envs.values():
+            env.close()
+        self._envs.clear()
+
+    def _actions(self, params: Params, observations: Tensor, noise: Tensor) -> Tensor:
+        """Sampled actions ``[tasks, episodes, act]``: each task's policy on its own lanes."""
+        mean, log_std = vmap(lambda p, o: functional_call(self.policy, p, (o,)))(params, observations)
+        return mean + log_std.exp() * noise
+
+    @torch.no_grad()
+    def sample(self, params: Params, tasks: Sequence[Task], seed: int) -> Trajectories:
+        """Run one batch of episodes; ``params`` holds one parameter set per task on a leading axis
+        (:func:`stack_params` gives every task the same one).
+
+        ``seed`` seeds the environments' resets (lane ``i`` gets ``seed + i``) and the action noise,
+        so the same seed, tasks and parameters give the same trajectories.
+        """
+        tasks = list(tasks)
+        n_tasks, per_task = len(tasks), self.episodes_per_task
+        lanes = n_tasks * per_task
+        if any(p.shape[0] != n_tasks for p in params.values()):
+            raise ValueError(f"params must have a leading axis of {n_tasks} tasks (see stack_params)")
+        stacked = {k: v.detach().to(self.device) for k, v in params.items()}
+        env = self.env(lanes)
+        env.set_attr("task", [task for task in tasks for _ in range(per_task)])
+        generator = torch.Generator(device=self.device).manual_seed(seed)
+        started = time.perf_counter()
+        observation, _ = env.reset(seed=seed)
+        columns: dict[str, list[Tensor]] = {"observations": [], "actions": [], "rewards": [], "mask": []}
+        alive = torch.ones(lanes, dtype=torch.bool)
+        action_size, dtype = self.policy.log_std.shape[0], self.policy.log_std.dtype
+        for _ in range(self.horizon):
+            obs = torch.as_tensor(np.asarray(observation), dtype=dtype, device=self.device)
+            obs = obs.view(n_tasks, per_task, -1)
+            noise = torch.randn(n_tasks, per_task, action_size, generator=generator, device=self.device, dtype=dtype)
+            action = self._actions(stacked, obs, noise)
+            observation, reward, terminated, truncated, _ = env.step(action.view(lanes, -1).cpu().numpy())
+            columns["observations"].append(obs)
+            columns["actions"].append(action)
+            columns["rewards"].append(torch.as_tensor(np.asarray(reward), dtype=dtype).view(n_tasks, per_task))
+            columns["mask"].append(alive.to(dtype).view(n_tasks, per_task))
+            alive &= ~torch.as_tensor(np.logical_or(terminated, truncated))
+            if not alive.any():
+                break
+        seconds = time.perf_counter() - started
+        batch = {name: torch.stack(values, dim=1).to(self.device) for name, values in columns.items()}
+        return Trajectories(**batch, tasks=tasks, seconds=seconds)

@@ -1,0 +1,159 @@
+"""MAML-TRPO's pieces: conjugate gradient, line search, returns and baselines, the meta-gradient."""
+
+from __future__ import annotations
+
+import gymnasium
+import numpy as np
+import pytest
+import torch
+
+from metarl.functional import parameters_of
+from metarl.models import GaussianMLPPolicy
+from metarl.rl import MAMLTRPO, MAMLTRPOConfig, RLBatch, TrajectorySampler
+from metarl.rl.gaussian import kl_divergence, log_prob
+from metarl.rl.returns import discounted_returns, gae, linear_baseline, normalize
+from metarl.rl.trpo import backtracking_line_search, conjugate_gradient
+
+NAVIGATION = "envs:metarl/Navigation2D-v0"
+
+
+def test_conjugate_gradient_matches_a_direct_solve():
+    generator = torch.Generator().manual_seed(0)
+    root = torch.randn(6, 6, generator=generator, dtype=torch.float64)
+    matrix = root @ root.T + 0.5 * torch.eye(6, dtype=torch.float64)
+    b = torch.randn(6, generator=generator, dtype=torch.float64)
+    solution = conjugate_gradient(lambda v: matrix @ v, b, iterations=6)
+    torch.testing.assert_close(solution, torch.linalg.solve(matrix, b), rtol=1e-8, atol=1e-8)
+
+
+def test_line_search_takes_the_longest_step_inside_the_bound():
+    # loss falls along the step; KL grows quadratically and exceeds 0.01 beyond fraction 0.5
+    evaluate = lambda p: (float(-p.sum()), float(0.04 * p.sum() ** 2))  # noqa: E731
+    params, result = backtracking_line_search(evaluate, torch.zeros(1), torch.ones(1), old_loss=0.0,
+                                              max_kl=0.01, max_steps=10, ratio=0.8)
+    assert result.accepted and result.fraction == pytest.approx(0.8**4)  # 0.41: first fraction <= 0.5
+    assert result.kl <= 0.01 and params.item() == pytest.approx(0.8**4)
+
+
+def test_line_search_keeps_the_old_parameters_when_nothing_improves():
+    params, result = backtracking_line_search(lambda p: (float(p.sum()), 0.0), torch.zeros(2), torch.ones(2),
+                                              old_loss=0.0, max_kl=0.01, max_steps=5)
+    assert not result.accepted and torch.equal(params, torch.zeros(2))
+
+
+def test_returns_and_advantages_match_hand_computed_values():
+    # one task, two episodes: the second ends after two steps
+    rewards = torch.tensor([[[1.0, 1.0], [2.0, 2.0], [3.0, 5.0]]])   # [task, time, episode]
+    mask = torch.tensor([[[1.0, 1.0], [1.0, 1.0], [1.0, 0.0]]])
+    returns = discounted_returns(rewards, mask, gamma=0.5)
+    expected = torch.tensor([[[1 + 0.5 * 2 + 0.25 * 3, 1 + 0.5 * 2], [2 + 0.5 * 3, 2.0], [3.0, 0.0]]])
+    torch.testing.assert_close(returns, expected)
+    values = torch.tensor([[[0.5, 1.0], [1.0, 0.0], [2.0, 0.0]]]) * mask
+    torch.testing.assert_close(gae(rewards, values, mask, gamma=0.5, lam=1.0), (returns - values) * mask)
+    # lam = 0: one-step TD errors r_t + gamma V_{t+1} - V_t, with V = 0 after the end
+    td = torch.tensor([[[1 + 0.5 * 1.0 - 0.5, 1 + 0.0 - 1.0], [2 + 0.5 * 2.0 - 1.0, 2 - 0.0], [3 - 2.0, 0.0]]])
+    torch.testing.assert_close(gae(rewards, values, mask, gamma=0.5, lam=0.0), td)
+    normalized = normalize(returns, mask)
+    assert normalized[mask.bool()].mean().abs() < 1e-6 and normalized[~mask.bool()].abs().sum() == 0
+    assert normalized[mask.bool()].std(unbiased=False) == pytest.approx(1.0, abs=1e-5)
+
+
+def test_linear_baseline_fits_returns_that_are_linear_in_its_features():
+    generator = torch.Generator().manual_seed(1)
+    observations = torch.randn(2, 7, 3, 2, generator=generator, dtype=torch.float64)  # [tasks, T, E, obs]
+    mask = torch.ones(2, 7, 3, dtype=torch.float64)
+    mask[0, 5:, 1] = 0
+    time = torch.arange(7, dtype=torch.float64).view(1, 7, 1) / 100
+    returns = (2 * observations[..., 0] - observations[..., 1] ** 2 + 3 * time + 1) * mask
+    fitted = linear_baseline(observations, returns, mask, reg=1e-12)  # (the default ridge shrinks the tiny t^3 terms)
+    torch.testing.assert_close(fitted, returns, rtol=1e-6, atol=1e-6)
+
+
+def test_gaussian_log_prob_and_kl_match_torch_distributions():
+    mean, log_std, action = torch.randn(4, 3), torch.randn(4, 3) * 0.3, torch.randn(4, 3)
+    normal = torch.distributions.Normal(mean, log_std.exp())
+    torch.testing.assert_close(log_prob(mean, log_std, action), normal.log_prob(action).sum(-1))
+    other = torch.distributions.Normal(mean + 0.5, (log_std - 0.2).exp())
+    torch.testing.assert_close(kl_divergence(mean, log_std, mean + 0.5, log_std - 0.2),
+                               torch.distributions.kl_divergence(normal, other).sum(-1))
+
+
+def make_learner(path: str, first_order: bool = False, tasks: int = 3, episodes: int = 4, horizon: int = 12):
+    torch.manual_seed(0)
+    policy = GaussianMLPPolicy(2, 2, hidden=(16, 16)).double()
+    sampler = TrajectorySampler(lambda n: gymnasium.make_vec(NAVIGATION, num_envs=n), policy, episodes, horizon)
+    learner = MAMLTRPO(policy, sampler, MAMLTRPOConfig(path=path, first_order=first_order, episodes_per_task=episodes))
+    distribution = gymnasium.make(NAVIGATION).unwrapped
+    batch = RLBatch(distribution.sample_tasks(tasks, np.random.default_rng(3)), seed=11)
+    return learner, batch
+
+
+def reference_meta_gradient(learner: MAMLTRPO, objective, first_order: bool) -> list[torch.Tensor]:
+    """The surrogate's gradient written per task with plain autograd (float64)."""
+    params = parameters_of(learner.policy)
+    names = list(params)
+    inner = learner.policy_data(objective.inner_episodes[0])
+    valid = learner.policy_data(objective.valid_episodes)
+    total = 0.0
+    for i in range(inner[0].shape[0]):
+        loss = learner._inner_loss(params, tuple(t[i] for t in inner))
+        grads = torch.autograd.grad(loss, [params[n] for n in names], create_graph=not first_order)
+        adapted = {n: params[n] - learner.config.inner_lr * g for n, g in zip(names, grads)}
+        observations, actions, advantages, mask = (t[i] for t in valid)
+        mean, log_std = torch.func.functional_call(learner.policy, adapted, (observations,))
+        new_log_prob = log_prob(mean, log_std, actions)
+        ratio = (new_log_prob - new_log_prob.detach()).exp()   # pi_old is the adapted policy itself
+        total = total + (-(ratio * advantages * mask).sum() / mask.sum())
+    return list(torch.autograd.grad(total / inner[0].shape[0], [params[n] for n in names]))
+
+
+@pytest.mark.parametrize("first_order", [False, True], ids=["second-order", "first-order"])
+@pytest.mark.parametrize("path", ["batched", "per_task"])
+def test_meta_gradient_equals_a_per_task_autograd_reference(path, first_order):
+    learner, batch = make_learner(path, first_order)
+    objective = learner.meta_objective(batch)
+    loss, kl = objective.surrogate()
+    assert kl.item() == pytest.approx(0.0, abs=1e-12)   # before the update, old and new policies agree
+    ours = torch.autograd.grad(loss, list(objective.params.values()))
+    reference = reference_meta_gradient(learner, objective, first_order)
+    for a, b in zip(ours, reference):
+        torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-12)
+    assert sum(g.abs().sum() for g in reference) > 0
+
+
+def test_trpo_step_improves_the_surrogate_within_the_kl_bound():
+    learner, batch = make_learner("per_task")
+    objective = learner.meta_objective(batch)
+    before, search = learner._trpo_step(objective)
+    assert search.accepted
+    with torch.no_grad():
+        after, kl = objective.surrogate()
+    assert after.item() < before
+    assert 0 < kl.item() <= learner.config.max_kl
+
+
+def test_sampling_is_reproducible_from_the_seed():
+    learner, batch = make_learner("per_task")
+    params = {k: v.detach().expand(3, *v.shape) for k, v in parameters_of(learner.policy).items()}
+    first = learner.sampler.sample(params, batch.tasks, seed=5)
+    second = learner.sampler.sample(params, batch.tasks, seed=5)
+    other = learner.sampler.sample(params, batch.tasks, seed=6)
+    assert torch.equal(first.actions, second.actions) and torch.equal(first.rewards, second.rewards)
+    assert not torch.equal(first.actions, other.actions)
+    assert first.observations.shape == (3, 12, 4, 2) and first.rewards.shape == (3, 12, 4)
+
+
+@pytest.mark.parametrize("inner_steps", [0, 1])
+def test_fisher_vector_products_agree_between_paths(inner_steps):
+    products = []
+    for path in ("batched", "per_task"):
+        learner, batch = make_learner(path)
+        learner.config.inner_steps = inner_steps
+        objective = learner.meta_objective(batch)
+        _, kl = objective.surrogate()
+        leaves = list(objective.params.values())
+        flat = torch.cat([g.reshape(-1) for g in torch.autograd.grad(kl, leaves, create_graph=True)])
+        vector = torch.linspace(-1, 1, flat.numel(), dtype=flat.dtype)
+        products.append(torch.cat([p.reshape(-1) for p in torch.autograd.grad(flat @ vector, leaves)]))
+    assert products[0].norm() > 0
+    torch.testing.assert_close(products[0], products[1], rtol=1e-9, atol=1e-12)

@@ -1,0 +1,63 @@
+"""MAML-TRPO end to end: Navigation2D learns, the scripts run and resume exactly, runs reload."""
+
+import json
+
+import numpy as np
+import pytest
+from scripts_support import records, run
+
+from metarl.rl.experiment import RLConfig, RLExperiment
+from metarl.rl.maml_trpo import MAMLTRPOConfig
+from metarl.train import TrainConfig
+
+TINY_RL = ["--meta-batch-size", "3", "--episodes-per-task", "4", "--horizon", "20", "--hidden", "16", "16",
+           "--eval-tasks", "3", "--final-eval-tasks", "3", "--log-every", "1", "--eval-every", "2",
+           "--checkpoint-every", "2", "--no-progress"]
+
+
+def test_short_navigation_run_adapts_to_new_goals(tmp_path):
+    config = RLConfig(
+        env_id="envs:metarl/Navigation2D-v0", horizon=100,
+        maml=MAMLTRPOConfig(episodes_per_task=10, hidden=(32, 32)),
+        train=TrainConfig(out=str(tmp_path), iterations=15, meta_batch_size=10, log_every=1, eval_every=15,
+                          eval_tasks=10, final_eval_tasks=10, progress=False))
+    experiment = RLExperiment(config)
+    experiment.trainer().run()
+    result = experiment.evaluate(10, steps=1)
+    before, after = result.mean
+    assert after > before + 3 * np.hypot(*result.stderr), result.to_json()
+    rows = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    train = [r for r in rows if "train/return_after" in r]
+    assert all(0 < r["train/kl"] <= config.maml.max_kl for r in train if r["train/line_search_accepted"])
+    assert all(r["perf/env_steps_per_second"] > 0 for r in train)
+
+
+def test_navigation_script_resumes_exactly_and_reloads_with_metarl_evaluate(tmp_path):
+    straight, resumed = tmp_path / "straight", tmp_path / "resumed"
+    run("scripts/train_navigation.py", "--out", str(straight), "--iterations", "4", *TINY_RL)
+    run("scripts/train_navigation.py", "--out", str(resumed), "--iterations", "2", *TINY_RL)
+    run("scripts/train_navigation.py", "--out", str(resumed), "--iterations", "4", "--resume", *TINY_RL)
+    assert records(resumed) == records(straight)
+    evaluation = json.loads((resumed / "eval.json").read_text())
+    assert evaluation["metric"] == "return" and evaluation["steps"] == [0, 1, 2, 3]
+    assert len(evaluation["stderr"]) == 4 and evaluation["tasks"] == 3
+    out = run("-m", "metarl.cli", "evaluate", "--checkpoint", str(resumed), "--tasks", "2", "--steps", "1", "--json")
+    reloaded = json.loads(out.stdout)
+    assert reloaded["steps"] == [0, 1] and reloaded["tasks"] == 2 and reloaded["checkpoint_step"] == 4
+    refused = run("-m", "metarl.cli", "evaluate", "--checkpoint", str(resumed), "--shots", "5", check=False)
+    assert refused.returncode == 2 and "--shots does not apply" in refused.stderr
+
+
+@pytest.mark.parametrize("script", ["halfcheetah_vel", "halfcheetah_dir", "ant_vel", "ant_dir", "ant_goal"])
+def test_mujoco_scripts_run_end_to_end(tmp_path, script):
+    run(f"scripts/train_{script}.py", "--out", str(tmp_path), "--iterations", "1", *TINY_RL,
+        "--episodes-per-task", "2", "--horizon", "5")
+    evaluation = json.loads((tmp_path / "eval.json").read_text())
+    assert evaluation["metric"] == "return" and np.isfinite(evaluation["mean"]).all()
+
+
+def test_bad_configuration_is_refused():
+    with pytest.raises(ValueError, match="max_kl"):
+        MAMLTRPOConfig(max_kl=0)
+    with pytest.raises(ValueError, match="horizon"):
+        RLExperiment(RLConfig(env_id="envs:metarl/Navigation2D-v0", horizon=0))
