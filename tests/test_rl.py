@@ -157,3 +157,28 @@ def test_fisher_vector_products_agree_between_paths(inner_steps):
         products.append(torch.cat([p.reshape(-1) for p in torch.autograd.grad(flat @ vector, leaves)]))
     assert products[0].norm() > 0
     torch.testing.assert_close(products[0], products[1], rtol=1e-9, atol=1e-12)
+
+
+@pytest.mark.parametrize("env_id", [NAVIGATION, "envs:metarl/AntVel-v0"])
+def test_sampler_matches_single_envs_stepped_with_the_same_seeds_and_actions(env_id):
+    probe = gymnasium.make(env_id)
+    tasks = probe.unwrapped.sample_tasks(2, np.random.default_rng(0))
+    torch.manual_seed(0)
+    policy = GaussianMLPPolicy(probe.observation_space.shape[0], probe.action_space.shape[0], hidden=(8,))
+    make = lambda n: gymnasium.make_vec(env_id, num_envs=n, vectorization_mode="sync" if "Ant" in env_id else None)  # noqa: E731
+    sampler = TrajectorySampler(make, policy, episodes_per_task=2, horizon=30)
+    params = {k: v.detach().expand(2, *v.shape) for k, v in parameters_of(policy).items()}
+    episodes = sampler.sample(params, tasks, seed=7)
+    for lane in range(4):
+        task, episode = lane // 2, lane % 2
+        env = gymnasium.make(env_id)
+        observation, _ = env.reset(seed=7 + lane, options={"task": tasks[task]})
+        for t in range(episodes.mask.shape[1]):
+            assert episodes.mask[task, t, episode] == 1   # the single env is still running
+            np.testing.assert_allclose(episodes.observations[task, t, episode].numpy(), observation, rtol=1e-6)
+            action = episodes.actions[task, t, episode].numpy()
+            observation, reward, terminated, truncated, _ = env.step(action)
+            assert episodes.rewards[task, t, episode].item() == pytest.approx(reward, rel=1e-6, abs=1e-6)
+            if terminated or truncated:
+                assert t + 1 == episodes.mask.shape[1] or episodes.mask[task, t + 1, episode] == 0
+                break
