@@ -13,16 +13,20 @@ and ``info`` stay those of v5, with the task reward terms and ``info["task"]`` a
 | ``metarl/AntGoal-v0`` | goal position p ~ U[-3, 3]^2 | ``-|xy - p|_1 + 4 - 0.005 |a|^2 - contact + 0.05`` |
 
 with ``contact = 0.0005 |clip(cfrc_ext, -1, 1)|^2``; episodes last 200 steps; an Ant episode terminates
-when the torso height leaves [0.2, 1.0] (v5's ``healthy_z_range``). The control cost is computed on the
+when the torso height leaves [0.2, 1.0] (v5's ``healthy_z_range``). One step lasts rllab's time step by
+default: dt = 0.01 s for HalfCheetah (``frame_skip=1``) and 0.02 s for Ant (``frame_skip=2``), so a
+200-step episode covers 2 s and 4 s of simulated time as in MAML; ``frame_skip=5`` gives v5's dt = 0.05 s. The control cost is computed on the
 action clipped to the action space, the torque MuJoCo applies (rllab's ``normalize`` wrapper, used by
 MAML, clipped actions before the environment saw them).
 
 Where these differ from the rllab environments of MAML (cbfinn/maml_rl ``half_cheetah_env_rand*.py``,
 ``ant_env_rand*.py``):
 
-- Time step: v5 simulates 5 frames of 0.01 s per step (dt = 0.05 s) for both robots; rllab used one
-  frame per step, 0.01 s for HalfCheetah and 0.02 s for Ant. A 200-step episode here covers 10 s of
-  simulated time (2 s and 4 s in rllab), as in pytorch-maml-rl, which also used gym's robots.
+- Time step: the same dt as rllab, not the same integration for Ant. rllab's ``MujocoEnv`` took one
+  MuJoCo step per environment step (``frame_skip`` 1) of its models' timestep: 0.01 s in
+  ``half_cheetah.xml`` and 0.02 s (RK4) in ``ant.xml``. gymnasium's models both have a 0.01 s timestep
+  (Ant: RK4 too), so HalfCheetah takes one frame per step and Ant two frames of 0.01 s, where rllab
+  took one RK4 step of 0.02 s. (gymnasium's v5 default, and pytorch-maml-rl's, is 5 frames, dt = 0.05 s.)
 - Velocity: v5's ``x_velocity`` is the displacement of the torso (HalfCheetah: the ``rootx`` joint)
   over the step divided by dt; rllab used the torso's centre-of-mass velocity at the end of the step.
 - Observations: HalfCheetah v5 gives ``qpos[1:]`` and ``qvel`` (17 values; rllab added the torso's
@@ -35,7 +39,7 @@ Where these differ from the rllab environments of MAML (cbfinn/maml_rl ``half_ch
   on every step including the terminal one: +1 (AntVel) or +4 (AntGoal) inside the task term, +0.05
   survival. Termination is rllab's (torso height outside [0.2, 1.0] or a non-finite state).
 - Start state: v5 adds U[-0.1, 0.1] noise to ``qpos`` and N(0, 0.1^2) to ``qvel``; rllab added N(0, 0.01^2)
-  to ``qpos``. The MuJoCo models are gymnasium's ``half_cheetah.xml`` and ``ant.xml`` (Ant: joint gear 150
+  to ``qpos`` and N(0, 0.1^2) to ``qvel``. The MuJoCo models are gymnasium's ``half_cheetah.xml`` and ``ant.xml`` (Ant: joint gear 150
   and controls in [-1, 1], which equals rllab's controls in [-150, 150] with its cost on ``a / 150``).
 """
 
@@ -68,6 +72,17 @@ HALF_CHEETAH_CTRL_COST = 0.05
 ANT_CTRL_COST = 0.005
 ANT_CONTACT_COST = 0.0005
 ANT_SURVIVE_REWARD = 0.05
+HALF_CHEETAH_FRAME_SKIP = 1
+"""MuJoCo steps per environment step: 1 x 0.01 s, rllab's dt for HalfCheetah."""
+ANT_FRAME_SKIP = 2
+"""MuJoCo steps per environment step: 2 x 0.01 s (gymnasium's ``ant.xml`` timestep), rllab's dt of 0.02 s for Ant."""
+
+
+def _check_frame_skip(frame_skip: int, owner: str) -> int:
+    """Refuse a ``frame_skip`` that is not a positive integer (MuJoCo would run no step, or fail later)."""
+    if not isinstance(frame_skip, (int, np.integer)) or isinstance(frame_skip, bool) or frame_skip < 1:
+        raise ValueError(f"{owner} needs frame_skip, the MuJoCo steps per environment step, >= 1; got {frame_skip!r}")
+    return int(frame_skip)
 
 
 def _refuse_kwargs(kwargs: Mapping[str, Any], names: Collection[str], owner: str) -> None:
@@ -99,9 +114,10 @@ class _LocomotionTaskEnv(TaskEnv):
 class _HalfCheetahTaskEnv(_LocomotionTaskEnv, HalfCheetahEnv):
     """HalfCheetah-v5 whose forward reward is a task term; ``reward = task term - ctrl_cost_weight |a|^2``."""
 
-    def __init__(self, ctrl_cost_weight: float, **kwargs: Any) -> None:
+    def __init__(self, ctrl_cost_weight: float, frame_skip: int, **kwargs: Any) -> None:
         _refuse_kwargs(kwargs, ("forward_reward_weight",), type(self).__name__)
-        HalfCheetahEnv.__init__(self, ctrl_cost_weight=ctrl_cost_weight, **kwargs)
+        frame_skip = _check_frame_skip(frame_skip, type(self).__name__)
+        HalfCheetahEnv.__init__(self, frame_skip=frame_skip, ctrl_cost_weight=ctrl_cost_weight, **kwargs)
         self.set_default_task()
 
     @abstractmethod
@@ -120,9 +136,16 @@ class _AntTaskEnv(_LocomotionTaskEnv, AntEnv):
 
     _task_reward_name = "reward_forward"
 
-    def __init__(self, ctrl_cost_weight: float, contact_cost_weight: float, **kwargs: Any) -> None:
+    def __init__(self, ctrl_cost_weight: float, contact_cost_weight: float, frame_skip: int, **kwargs: Any) -> None:
         _refuse_kwargs(kwargs, ("forward_reward_weight", "healthy_reward"), type(self).__name__)
-        AntEnv.__init__(self, ctrl_cost_weight=ctrl_cost_weight, contact_cost_weight=contact_cost_weight, **kwargs)
+        frame_skip = _check_frame_skip(frame_skip, type(self).__name__)
+        AntEnv.__init__(
+            self,
+            frame_skip=frame_skip,
+            ctrl_cost_weight=ctrl_cost_weight,
+            contact_cost_weight=contact_cost_weight,
+            **kwargs,
+        )
         self.set_default_task()
 
     @abstractmethod
@@ -146,8 +169,8 @@ class _AntTaskEnv(_LocomotionTaskEnv, AntEnv):
 class HalfCheetahVelEnv(_HalfCheetahTaskEnv):
     """Run forward at a target velocity; ``Task("halfcheetah-vel", {"velocity": g})``, g ~ U[velocity_range].
 
-    Observation 17 values, action ``Box(-1, 1, (6,))``. ``set_task`` refuses velocities outside
-    ``velocity_range`` (widen it to evaluate outside the training range).
+    Observation 17 values, action ``Box(-1, 1, (6,))``, dt = ``frame_skip`` x 0.01 s (default 0.01 s, rllab's).
+    ``set_task`` refuses velocities outside ``velocity_range`` (widen it to evaluate outside the training range).
     """
 
     family = "halfcheetah-vel"
@@ -156,11 +179,12 @@ class HalfCheetahVelEnv(_HalfCheetahTaskEnv):
         self,
         velocity_range: Sequence[float] = (0.0, 2.0),
         ctrl_cost_weight: float = HALF_CHEETAH_CTRL_COST,
+        frame_skip: int = HALF_CHEETAH_FRAME_SKIP,
         **kwargs: Any,
     ) -> None:
         self._velocity_range = check_range("velocity_range", velocity_range)
-        super().__init__(ctrl_cost_weight, **kwargs)
-        EzPickle.__init__(self, velocity_range, ctrl_cost_weight, **kwargs)
+        super().__init__(ctrl_cost_weight, frame_skip, **kwargs)
+        EzPickle.__init__(self, velocity_range, ctrl_cost_weight, frame_skip, **kwargs)
 
     def sample_tasks(self, n: int, rng: np.random.Generator) -> list[Task]:
         return uniform_number_tasks(self.family, "velocity", n, rng, self._velocity_range)
@@ -176,14 +200,16 @@ class HalfCheetahVelEnv(_HalfCheetahTaskEnv):
 class HalfCheetahDirEnv(_HalfCheetahTaskEnv):
     """Run forward or backward; ``Task("halfcheetah-dir", {"direction": d})``, d = -1 or +1 with equal odds.
 
-    Observation 17 values, action ``Box(-1, 1, (6,))``.
+    Observation 17 values, action ``Box(-1, 1, (6,))``, dt = ``frame_skip`` x 0.01 s (default 0.01 s, rllab's).
     """
 
     family = "halfcheetah-dir"
 
-    def __init__(self, ctrl_cost_weight: float = HALF_CHEETAH_CTRL_COST, **kwargs: Any) -> None:
-        super().__init__(ctrl_cost_weight, **kwargs)
-        EzPickle.__init__(self, ctrl_cost_weight, **kwargs)
+    def __init__(
+        self, ctrl_cost_weight: float = HALF_CHEETAH_CTRL_COST, frame_skip: int = HALF_CHEETAH_FRAME_SKIP, **kwargs: Any
+    ) -> None:
+        super().__init__(ctrl_cost_weight, frame_skip, **kwargs)
+        EzPickle.__init__(self, ctrl_cost_weight, frame_skip, **kwargs)
 
     def sample_tasks(self, n: int, rng: np.random.Generator) -> list[Task]:
         return sign_tasks(self.family, "direction", n, rng)
@@ -199,8 +225,8 @@ class HalfCheetahDirEnv(_HalfCheetahTaskEnv):
 class AntVelEnv(_AntTaskEnv):
     """Walk forward at a target velocity; ``Task("ant-vel", {"velocity": g})``, g ~ U[velocity_range].
 
-    Observation 105 values, action ``Box(-1, 1, (8,))``. ``set_task`` refuses velocities outside
-    ``velocity_range`` (widen it to evaluate outside the training range).
+    Observation 105 values, action ``Box(-1, 1, (8,))``, dt = ``frame_skip`` x 0.01 s (default 0.02 s, rllab's).
+    ``set_task`` refuses velocities outside ``velocity_range`` (widen it to evaluate outside the training range).
     """
 
     family = "ant-vel"
@@ -210,11 +236,12 @@ class AntVelEnv(_AntTaskEnv):
         velocity_range: Sequence[float] = (0.0, 3.0),
         ctrl_cost_weight: float = ANT_CTRL_COST,
         contact_cost_weight: float = ANT_CONTACT_COST,
+        frame_skip: int = ANT_FRAME_SKIP,
         **kwargs: Any,
     ) -> None:
         self._velocity_range = check_range("velocity_range", velocity_range)
-        super().__init__(ctrl_cost_weight, contact_cost_weight, **kwargs)
-        EzPickle.__init__(self, velocity_range, ctrl_cost_weight, contact_cost_weight, **kwargs)
+        super().__init__(ctrl_cost_weight, contact_cost_weight, frame_skip, **kwargs)
+        EzPickle.__init__(self, velocity_range, ctrl_cost_weight, contact_cost_weight, frame_skip, **kwargs)
 
     def sample_tasks(self, n: int, rng: np.random.Generator) -> list[Task]:
         return uniform_number_tasks(self.family, "velocity", n, rng, self._velocity_range)
@@ -230,16 +257,20 @@ class AntVelEnv(_AntTaskEnv):
 class AntDirEnv(_AntTaskEnv):
     """Walk forward or backward; ``Task("ant-dir", {"direction": d})``, d = -1 or +1 with equal odds.
 
-    Observation 105 values, action ``Box(-1, 1, (8,))``.
+    Observation 105 values, action ``Box(-1, 1, (8,))``, dt = ``frame_skip`` x 0.01 s (default 0.02 s, rllab's).
     """
 
     family = "ant-dir"
 
     def __init__(
-        self, ctrl_cost_weight: float = ANT_CTRL_COST, contact_cost_weight: float = ANT_CONTACT_COST, **kwargs: Any
+        self,
+        ctrl_cost_weight: float = ANT_CTRL_COST,
+        contact_cost_weight: float = ANT_CONTACT_COST,
+        frame_skip: int = ANT_FRAME_SKIP,
+        **kwargs: Any,
     ) -> None:
-        super().__init__(ctrl_cost_weight, contact_cost_weight, **kwargs)
-        EzPickle.__init__(self, ctrl_cost_weight, contact_cost_weight, **kwargs)
+        super().__init__(ctrl_cost_weight, contact_cost_weight, frame_skip, **kwargs)
+        EzPickle.__init__(self, ctrl_cost_weight, contact_cost_weight, frame_skip, **kwargs)
 
     def sample_tasks(self, n: int, rng: np.random.Generator) -> list[Task]:
         return sign_tasks(self.family, "direction", n, rng)
@@ -256,8 +287,8 @@ class AntGoalEnv(_AntTaskEnv):
     """Walk to a goal position; ``Task("ant-goal", {"goal": [x, y]})``, x, y ~ U[goal_range].
 
     Observation 107 values: the torso's x, y come first (``exclude_current_positions_from_observation``
-    is always False here, since the policy needs them), action ``Box(-1, 1, (8,))``. ``set_task`` refuses
-    goals outside ``goal_range``. The task term ``info["reward_goal"]`` is ``-|xy - goal|_1 + 4``.
+    is always False here, since the policy needs them), action ``Box(-1, 1, (8,))``, dt = ``frame_skip`` x
+    0.01 s (default 0.02 s, rllab's). ``set_task`` refuses goals outside ``goal_range``. The task term ``info["reward_goal"]`` is ``-|xy - goal|_1 + 4``.
     """
 
     family = "ant-goal"
@@ -268,6 +299,7 @@ class AntGoalEnv(_AntTaskEnv):
         goal_range: Sequence[float] = (-3.0, 3.0),
         ctrl_cost_weight: float = ANT_CTRL_COST,
         contact_cost_weight: float = ANT_CONTACT_COST,
+        frame_skip: int = ANT_FRAME_SKIP,
         **kwargs: Any,
     ) -> None:
         if kwargs.pop("exclude_current_positions_from_observation", False):
@@ -277,9 +309,9 @@ class AntGoalEnv(_AntTaskEnv):
             )
         self._goal_range = check_range("goal_range", goal_range)
         super().__init__(
-            ctrl_cost_weight, contact_cost_weight, exclude_current_positions_from_observation=False, **kwargs
+            ctrl_cost_weight, contact_cost_weight, frame_skip, exclude_current_positions_from_observation=False, **kwargs
         )
-        EzPickle.__init__(self, goal_range, ctrl_cost_weight, contact_cost_weight, **kwargs)
+        EzPickle.__init__(self, goal_range, ctrl_cost_weight, contact_cost_weight, frame_skip, **kwargs)
 
     def sample_tasks(self, n: int, rng: np.random.Generator) -> list[Task]:
         return uniform_point_tasks(self.family, "goal", 2, n, rng, self._goal_range)

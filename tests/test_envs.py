@@ -260,7 +260,6 @@ def _step_by_hand(env: TaskEnv, action: np.ndarray) -> tuple[float, dict[str, An
     x = (lambda: env.data.qpos[0]) if isinstance(env, HalfCheetahEnv) else (lambda: env.data.body("torso").xpos[0])
     x_before = x()
     _, reward, _, _, info = env.step(action)
-    assert env.dt == pytest.approx(0.05)
     return reward, info, (x() - x_before) / env.dt, np.clip(action, -1.0, 1.0)
 
 
@@ -300,12 +299,44 @@ def test_ant_rewards(cls, task, task_term):
     assert len(terms) == 4 and reward == pytest.approx(sum(terms))
 
 
+RLLAB_DT = {  # class -> rllab's time step: frame_skip 1 of half_cheetah.xml's 0.01 s, of ant.xml's 0.02 s
+    HalfCheetahVelEnv: 0.01,
+    HalfCheetahDirEnv: 0.01,
+    AntVelEnv: 0.02,
+    AntDirEnv: 0.02,
+    AntGoalEnv: 0.02,
+}
+
+
+@pytest.mark.parametrize("cls", list(RLLAB_DT))
+def test_default_time_step_is_rllabs_and_frame_skip_changes_it(cls):
+    env = cls()
+    assert env.model.opt.timestep == pytest.approx(0.01)  # gymnasium's models, both robots
+    assert env.dt == pytest.approx(RLLAB_DT[cls]) and env.frame_skip == round(RLLAB_DT[cls] / 0.01)
+    assert env.metadata["render_fps"] == round(1 / RLLAB_DT[cls])
+    v5 = cls(frame_skip=5)
+    assert v5.dt == pytest.approx(0.05) and pickle.loads(pickle.dumps(v5)).dt == pytest.approx(0.05)
+
+
+def test_registered_ids_take_frame_skip():
+    assert gym.make("metarl/AntDir-v0").unwrapped.dt == pytest.approx(0.02)
+    assert gym.make("metarl/HalfCheetahVel-v0", frame_skip=5).unwrapped.dt == pytest.approx(0.05)
+
+
+@pytest.mark.parametrize("frame_skip", [0, -1, 1.5, True])
+def test_bad_frame_skip_is_refused(frame_skip):
+    with pytest.raises(ValueError, match="frame_skip"):
+        HalfCheetahDirEnv(frame_skip=frame_skip)
+    with pytest.raises(ValueError, match="frame_skip"):
+        AntGoalEnv(frame_skip=frame_skip)
+
+
 def test_ant_terminates_when_the_torso_leaves_the_healthy_range():
     env = AntVelEnv()
     env.reset(seed=0)
     assert not env.step(np.zeros(8))[2]
     qpos = env.data.qpos.copy()
-    qpos[2] = 1.5  # above healthy_z_range's 1.0 after the step's 0.05 s of fall
+    qpos[2] = 1.5  # above healthy_z_range's 1.0 after the step's 0.02 s of fall
     env.set_state(qpos, env.data.qvel)
     assert env.step(np.zeros(8))[2]
 
