@@ -1,0 +1,208 @@
+"""Environment steps per second of metarl's TrajectorySampler on the MuJoCo tasks, next to MuJoCo's own rate.
+
+For each environment: ``tasks x episodes_per_task`` lanes sampled in lock-step by
+:class:`metarl.rl.TrajectorySampler` (policy included: a ``GaussianMLPPolicy`` whose parameters are
+stacked per task, one batched forward per step) with gymnasium's ``SyncVectorEnv`` and with
+:class:`metarl.rl.ShardedVectorEnv` on 1..W worker processes; and the raw rate of ``mujoco.mj_step`` on
+the same model in this process (one core), with that rate divided by the environment's ``frame_skip``:
+the most environment steps per second one core could give if gymnasium, the task reward and the policy
+cost nothing.
+
+    PYTHONPATH=. python scripts/bench_sampler.py                       # the paper's 40 tasks x 20 episodes
+    PYTHONPATH=. python scripts/bench_sampler.py --tasks 4 --episodes-per-task 5 --horizon 100 --max-workers 2
+
+Env steps counted are those of the episodes (an Ant lane whose episode ended early stops counting);
+``lane_steps_per_s`` counts every lane at every step, the work the vector environment really did.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import statistics
+import time
+from dataclasses import asdict, dataclass
+from datetime import datetime, timezone
+from importlib.metadata import version
+from pathlib import Path
+from typing import Any
+
+import gymnasium
+import mujoco
+import numpy as np
+import torch
+import tyro
+
+from metarl.functional import parameters_of
+from metarl.models import GaussianMLPPolicy
+from metarl.rl.parallel import ShardedVectorEnv
+from metarl.rl.sampler import TrajectorySampler, stack_params
+
+
+@dataclass
+class Args:
+    """Time metarl's TrajectorySampler with sync and sharded vector environments, and raw mujoco.mj_step."""
+
+    env_ids: tuple[str, ...] = ("envs:metarl/HalfCheetahVel-v0", "envs:metarl/AntVel-v0")
+    """gymnasium ids of MuJoCo task environments, with the module prefix that registers them."""
+    tasks: int = 40
+    """N: tasks sampled side by side (the paper's meta-batch for the locomotion tasks)."""
+    episodes_per_task: int = 20
+    """M: episodes per task; the vector environment has N x M lanes."""
+    horizon: int = 200
+    """Steps per episode."""
+    max_workers: int | None = None
+    """W: ShardedVectorEnv is timed with 1..W workers (at most N x M); default: the CPU count."""
+    repeats: int = 3
+    """Timed samples per configuration; the median is reported."""
+    warmup: int = 1
+    """Untimed samples per configuration first (the environments are built before these)."""
+    mj_steps: int = 20_000
+    """mujoco.mj_step calls timed for the raw rate of each model."""
+    hidden: tuple[int, ...] = (100, 100)
+    """Hidden layers of the Gaussian MLP policy (the paper's 100-100)."""
+    threads: int = 1
+    """torch threads of this process, which runs the policy."""
+    seed: int = 0
+    """Seeds the tasks, the policy, the resets and the action noise."""
+    out: Path = Path("runs/bench_sampler.json")
+    """Where the JSON results go."""
+
+    def __post_init__(self) -> None:
+        for name in ("tasks", "episodes_per_task", "horizon", "repeats", "mj_steps", "threads"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"--{name.replace('_', '-')} must be a positive integer, got {getattr(self, name)}")
+        if self.max_workers is not None and self.max_workers < 1:
+            raise ValueError(f"--max-workers must be a positive integer, got {self.max_workers}")
+        if self.warmup < 0:
+            raise ValueError(f"--warmup must be >= 0, got {self.warmup}")
+        if not self.env_ids:
+            raise ValueError("--env-ids must name at least one environment")
+
+
+def mj_step_rate(model: mujoco.MjModel, steps: int, frame_skip: int, rng: np.random.Generator) -> float:
+    """``mujoco.mj_step`` calls per second on ``model`` from its initial state, with a new random control
+    in the actuators' range every ``frame_skip`` calls (as an environment step would set it)."""
+    data = mujoco.MjData(model)
+    low, high = model.actuator_ctrlrange.T
+    controls = rng.uniform(low, high, size=(steps // frame_skip + 1, model.nu))
+    mujoco.mj_forward(model, data)
+    started = time.perf_counter()
+    for i in range(steps):
+        if i % frame_skip == 0:
+            data.ctrl[:] = controls[i // frame_skip]
+        mujoco.mj_step(model, data)
+    return steps / (time.perf_counter() - started)
+
+
+def time_sampler(args: Args, sampler: TrajectorySampler, params: dict[str, torch.Tensor], tasks: list) -> dict:
+    """Median env steps per second of ``repeats`` samples after ``warmup`` untimed ones."""
+    lanes = args.tasks * args.episodes_per_task
+    for i in range(args.warmup):
+        sampler.sample(params, tasks, seed=args.seed + i)
+    seconds, env_steps, lane_steps = [], [], []
+    for i in range(args.repeats):
+        batch = sampler.sample(params, tasks, seed=args.seed + args.warmup + i)
+        seconds.append(batch.seconds)
+        env_steps.append(batch.env_steps)
+        lane_steps.append(batch.mask.shape[1] * lanes)
+    return {
+        "env_steps_per_s": statistics.median(s / t for s, t in zip(env_steps, seconds)),
+        "lane_steps_per_s": statistics.median(s / t for s, t in zip(lane_steps, seconds)),
+        "seconds": seconds,
+        "env_steps": env_steps,
+    }
+
+
+def bench_env(args: Args, env_id: str, max_workers: int) -> dict[str, Any]:
+    probe = gymnasium.make(env_id)
+    task_env = probe.unwrapped
+    if not isinstance(getattr(task_env, "model", None), mujoco.MjModel):
+        raise SystemExit(f"bench_sampler: {env_id} is not a MuJoCo environment (no MjModel), nothing to compare with")
+    frame_skip = int(task_env.frame_skip)
+    rng = np.random.default_rng(args.seed)
+    raw = mj_step_rate(task_env.model, args.mj_steps, frame_skip, rng)
+    tasks = task_env.sample_tasks(args.tasks, rng)
+    torch.manual_seed(args.seed)
+    policy = GaussianMLPPolicy(probe.observation_space.shape[0], probe.action_space.shape[0], args.hidden)
+    params = stack_params(parameters_of(policy), args.tasks)
+    probe.close()
+    lanes = args.tasks * args.episodes_per_task
+    makers: list[tuple[str, int | None, Any]] = [
+        ("sync", None, lambda n: gymnasium.make_vec(env_id, num_envs=n, vectorization_mode="sync"))
+    ]
+    makers += [
+        ("sharded", w, lambda n, w=w: ShardedVectorEnv(env_id, n, w)) for w in range(1, min(max_workers, lanes) + 1)
+    ]
+    runs = []
+    for vectorization, workers, make in makers:
+        sampler = TrajectorySampler(make, policy, args.episodes_per_task, args.horizon)
+        try:
+            built = time.perf_counter()
+            sampler.env(lanes)
+            run = {"vectorization": vectorization, "workers": workers, "build_s": time.perf_counter() - built,
+                   **time_sampler(args, sampler, params, tasks)}
+        finally:
+            sampler.close()
+        run["fraction_of_one_core_bound"] = run["env_steps_per_s"] / (raw / frame_skip)
+        runs.append(run)
+        print(f"  {env_id:32s} {vectorization:8s} {workers or '':>7} {run['env_steps_per_s']:12,.0f} env steps/s",
+              flush=True)
+    return {
+        "env_id": env_id,
+        "frame_skip": frame_skip,
+        "dt": float(task_env.model.opt.timestep * frame_skip),
+        "lanes": lanes,
+        "mj_step_per_s": raw,
+        "env_steps_per_s_bound_one_core": raw / frame_skip,
+        "runs": runs,
+    }
+
+
+def run(args: Args) -> dict[str, Any]:
+    torch.set_num_threads(args.threads)
+    max_workers = args.max_workers or os.cpu_count() or 1
+    started = time.perf_counter()
+    load_before = os.getloadavg()
+    results = [bench_env(args, env_id, max_workers) for env_id in args.env_ids]
+    return {
+        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "python": platform.python_version(),
+        "versions": {name: version(name) for name in ("torch", "gymnasium", "mujoco", "numpy")},
+        "cpu_count": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "load_average_before": load_before,
+        "load_average_after": os.getloadavg(),
+        "wall_s": time.perf_counter() - started,
+        "settings": {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(args).items()},
+        "results": results,
+    }
+
+
+def print_table(report: dict[str, Any]) -> None:
+    settings = report["settings"]
+    print(f"\n{settings['tasks']} tasks x {settings['episodes_per_task']} episodes, horizon {settings['horizon']}, "
+          f"median of {settings['repeats']}; {report['cpu_count']} CPUs, load average "
+          f"{report['load_average_before'][0]:.1f} before, {report['load_average_after'][0]:.1f} after")
+    print(f"{'environment':32s} {'sampler':8s} {'workers':>7s} {'env steps/s':>12s} {'of 1-core bound':>16s}")
+    for result in report["results"]:
+        print(f"{result['env_id']:32s} {'mj_step':8s} {'':>7s} {result['mj_step_per_s']:12,.0f}   "
+              f"(raw mj_step/s; frame_skip {result['frame_skip']}, dt {result['dt']:g} s)")
+        print(f"{'':32s} {'bound':8s} {'':>7s} {result['env_steps_per_s_bound_one_core']:12,.0f} "
+              f"{1:16.0%}")
+        for run in result["runs"]:
+            print(f"{'':32s} {run['vectorization']:8s} {run['workers'] or '':>7} {run['env_steps_per_s']:12,.0f} "
+                  f"{run['fraction_of_one_core_bound']:16.0%}")
+
+
+def main(args: Args) -> None:
+    report = run(args)
+    print_table(report)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(report, indent=2) + "\n")
+    print(f"results: {args.out} ({report['wall_s']:.0f} s)")
+
+
+if __name__ == "__main__":
+    main(tyro.cli(Args))
