@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import pickle
 import tempfile
@@ -54,3 +55,10 @@ def load_checkpoint(path: str | Path, method: str | None = None) -> dict[str, An
     if method is not None and state.get("method") != method:
         raise CheckpointError(f"{path} is a {state.get('method')!r} checkpoint, not {method!r}")
     return state
+
+
+def load_run(path: str | Path, method: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The checkpoint of a run (its folder or its ``checkpoint.pt``) and the run's configuration."""
+    path = Path(path)
+    state = load_checkpoint(path / "checkpoint.pt" if path.is_dir() else path, method=method)
+    return state, json.loads(state["config"])

@@ -16,12 +16,12 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
-from metarl.checkpoint import load_checkpoint
+from metarl.checkpoint import load_run
 from metarl.evaluate import EvalResult, evaluate_supervised
 from metarl.maml import MAML, MAMLConfig
 from metarl.models import build_model
 from metarl.tasks import SupervisedTaskDistribution
-from metarl.train import Trainer, TrainConfig, resolve_device
+from metarl.train import TrainConfig, Trainer, resolve_device
 
 PERIODIC_EVAL_PART, FINAL_EVAL_PART = "val", "test"
 
@@ -123,10 +123,8 @@ def run_supervised_maml(
 
 def load_experiment(path: str | Path, device: str | None = None) -> tuple[SupervisedMAMLExperiment, int]:
     """Rebuild a run from its folder (or its ``checkpoint.pt``) with the trained parameters."""
-    path = Path(path)
-    checkpoint_path = path / "checkpoint.pt" if path.is_dir() else path
-    state = load_checkpoint(checkpoint_path, method="maml")
-    config = SupervisedMAMLConfig.from_json(json.loads(state["config"]))
+    state, saved = load_run(path, method="maml")
+    config = SupervisedMAMLConfig.from_json(saved)
     if device is not None:
         config.train.device = device
     experiment = SupervisedMAMLExperiment(config)

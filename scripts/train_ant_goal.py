@@ -1,19 +1,14 @@
-"""MAML-TRPO on AntGoal-v0 (Finn et al. 2017, section 5.3): the MuJoCo Ant must reach a goal position drawn from U[-3, 3]^2.
+"""MAML-TRPO on AntGoal-v0 (Finn et al. 2017, section 5.3): the MuJoCo Ant must reach a goal position
+drawn from U[-3, 3]^2.
 
 Paper settings: horizon 200, 40 tasks per meta-batch, 20 episodes per task, one policy-gradient step
-of 0.1, TRPO with max KL 0.01. The MAML paper reports no AntGoal figure (it comes from later work, e.g. ProMP).
-Each iteration samples 2 x 40 x 20 episodes of 200 steps (320,000 environment steps).
+of 0.1, TRPO with max KL 0.01. The MAML paper reports no AntGoal figure (it comes from later work,
+e.g. ProMP). Each iteration samples 2 x 40 x 20 episodes of 200 steps (320,000 environment steps).
 
     python scripts/train_ant_goal.py --out runs/ant_goal
 """
 
-from metarl.rl.experiment import RLConfig, train_from_command_line
-from metarl.train import TrainConfig
+from metarl.rl.experiment import locomotion_config, train_from_command_line
 
 if __name__ == "__main__":
-    train_from_command_line(RLConfig(
-        env_id="envs:metarl/AntGoal-v0",
-        horizon=200,
-        train=TrainConfig(out="runs/ant_goal", iterations=500, meta_batch_size=40, log_every=1, eval_every=50,
-                          eval_tasks=10, final_eval_tasks=40, checkpoint_every=5),
-    ), description=__doc__)
+    train_from_command_line(locomotion_config("envs:metarl/AntGoal-v0", out="runs/ant_goal"), description=__doc__)

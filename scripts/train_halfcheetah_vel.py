@@ -1,19 +1,16 @@
-"""MAML-TRPO on HalfCheetahVel-v0 (Finn et al. 2017, section 5.3): the MuJoCo HalfCheetah must run at a target velocity drawn from U[0, 2].
+"""MAML-TRPO on HalfCheetahVel-v0 (Finn et al. 2017, section 5.3): the MuJoCo HalfCheetah must run at a
+target velocity drawn from U[0, 2].
 
 Paper settings: horizon 200, 40 tasks per meta-batch, 20 episodes per task, one policy-gradient step
-of 0.1, TRPO with max KL 0.01. The paper reports returns -129.5 / -78.6 / -60.8 after 0 / 1 / 3 steps on 40 test tasks.
-Each iteration samples 2 x 40 x 20 episodes of 200 steps (320,000 environment steps).
+of 0.1, TRPO with max KL 0.01. The paper reports returns -129.5 / -78.6 / -60.8 after 0 / 1 / 3
+steps on 40 test tasks. Each iteration samples 2 x 40 x 20 episodes of 200 steps (320,000
+environment steps).
 
     python scripts/train_halfcheetah_vel.py --out runs/halfcheetah_vel
 """
 
-from metarl.rl.experiment import RLConfig, train_from_command_line
-from metarl.train import TrainConfig
+from metarl.rl.experiment import locomotion_config, train_from_command_line
 
 if __name__ == "__main__":
-    train_from_command_line(RLConfig(
-        env_id="envs:metarl/HalfCheetahVel-v0",
-        horizon=200,
-        train=TrainConfig(out="runs/halfcheetah_vel", iterations=500, meta_batch_size=40, log_every=1, eval_every=50,
-                          eval_tasks=10, final_eval_tasks=40, checkpoint_every=5),
-    ), description=__doc__)
+    config = locomotion_config("envs:metarl/HalfCheetahVel-v0", out="runs/halfcheetah_vel")
+    train_from_command_line(config, description=__doc__)

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 import tyro
 
-from metarl.checkpoint import load_checkpoint
+from metarl.checkpoint import load_run
 from metarl.evaluate import EvalResult
 from metarl.models import GaussianMLPPolicy
 from metarl.rl.maml_trpo import MAMLTRPO, MAMLTRPOConfig, RLBatch
@@ -116,14 +116,22 @@ def run_maml_trpo(config: RLConfig) -> tuple[RLExperiment, EvalResult | None, Ev
 
 def load_rl_experiment(path: str | Path, device: str | None = None) -> tuple[RLExperiment, int]:
     """Rebuild a MAML-TRPO run from its folder (or its ``checkpoint.pt``) with the trained policy."""
-    path = Path(path)
-    state = load_checkpoint(path / "checkpoint.pt" if path.is_dir() else path, method=MAMLTRPO.method)
-    config = RLConfig.from_json(json.loads(state["config"]))
+    state, saved = load_run(path, method=MAMLTRPO.method)
+    config = RLConfig.from_json(saved)
     if device is not None:
         config.train.device = device
     experiment = RLExperiment(config)
     experiment.learner.load_state_dict(state["learner"])
     return experiment, state["step"]
+
+
+def locomotion_config(env_id: str, out: str) -> RLConfig:
+    """The paper's settings for the MuJoCo locomotion tasks: horizon 200, meta-batch 40, 20 episodes
+    per task, 500 iterations; a short periodic evaluation (10 tasks) because each costs a lot of
+    simulation, and the final one on 40 tasks."""
+    return RLConfig(env_id=env_id, horizon=200, train=TrainConfig(
+        out=out, iterations=500, meta_batch_size=40, log_every=1, eval_every=50, eval_tasks=10,
+        final_eval_tasks=40, checkpoint_every=5))
 
 
 def train_from_command_line(defaults: RLConfig, description: str | None = None) -> None:
