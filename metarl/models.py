@@ -59,17 +59,22 @@ def vmap_safe_norm(model: nn.Module, enabled: bool) -> Iterator[None]:
             module.vmap_safe = flag
 
 
-class MLP(nn.Sequential):
-    """Fully connected ReLU network; MAML's sinusoid model is ``MLP([1, 40, 40, 1])``."""
+ACTIVATIONS: dict[str, type[nn.Module]] = {"relu": nn.ReLU, "tanh": nn.Tanh}
 
-    def __init__(self, sizes: Sequence[int]) -> None:
+
+class MLP(nn.Sequential):
+    """Fully connected network (ReLU by default); MAML's sinusoid model is ``MLP([1, 40, 40, 1])``."""
+
+    def __init__(self, sizes: Sequence[int], activation: str = "relu") -> None:
         if len(sizes) < 2 or any(s < 1 for s in sizes):
             raise ValueError(f"MLP sizes must be at least two positive integers, got {list(sizes)}")
+        if activation not in ACTIVATIONS:
+            raise ValueError(f"unknown activation {activation!r}; choose one of {sorted(ACTIVATIONS)}")
         layers: list[nn.Module] = []
         for i, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:])):
             layers.append(nn.Linear(n_in, n_out))
             if i < len(sizes) - 2:
-                layers.append(nn.ReLU())
+                layers.append(ACTIVATIONS[activation]())
         super().__init__(*layers)
 
 
@@ -106,19 +111,21 @@ class Conv4(nn.Module):
 class GaussianMLPPolicy(nn.Module):
     """A Gaussian policy: an MLP gives the mean action, a state-independent parameter the log-std.
 
-    MAML's RL policy (Finn et al. 2017, section 5.3): two hidden layers of 100 ReLU units. The
+    MAML's RL policy (Finn et al. 2017, section 5.3): two hidden layers of 100 ReLU units
+    (pytorch-maml-rl uses tanh, also offered). The
     log-std is a parameter like any other, so the inner loop adapts it too (as in rllab's
     ``GaussianMLPPolicy`` with ``learn_std=True``). ``forward`` returns ``(mean, log_std)`` with
     ``log_std`` broadcast to the mean's shape.
     """
 
     def __init__(
-        self, observation_size: int, action_size: int, hidden: Sequence[int] = (100, 100), init_std: float = 1.0
+        self, observation_size: int, action_size: int, hidden: Sequence[int] = (100, 100), init_std: float = 1.0,
+        activation: str = "relu",
     ) -> None:
         super().__init__()
         if observation_size < 1 or action_size < 1 or init_std <= 0:
             raise ValueError(f"need positive sizes and init_std, got {observation_size}, {action_size}, {init_std}")
-        self.mean = MLP([observation_size, *hidden, action_size])
+        self.mean = MLP([observation_size, *hidden, action_size], activation)
         self.log_std = nn.Parameter(torch.full((action_size,), math.log(init_std)))
 
     def forward(self, observation: Tensor) -> tuple[Tensor, Tensor]:

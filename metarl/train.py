@@ -18,8 +18,9 @@ from metarl.checkpoint import load_checkpoint, save_checkpoint
 from metarl.evaluate import EvalResult
 from metarl.logger import RunLogger
 
-RESUMABLE_CHANGES = frozenset({"iterations", "resume", "device", "progress"})
-"""Training settings that may change when a run is resumed; any other change is refused."""
+RESUMABLE_CHANGES = frozenset({"iterations", "resume", "device", "progress", "workers"})
+"""Settings that may change when a run is resumed (they do not change its results); any other change is
+refused."""
 
 
 @dataclass

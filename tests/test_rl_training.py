@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 from scripts_support import records, run
 
+from metarl.models import GaussianMLPPolicy
 from metarl.rl.experiment import RLConfig, RLExperiment
 from metarl.rl.maml_trpo import MAMLTRPOConfig
 from metarl.train import TrainConfig
@@ -61,3 +62,16 @@ def test_bad_configuration_is_refused():
         MAMLTRPOConfig(max_kl=0)
     with pytest.raises(ValueError, match="horizon"):
         RLExperiment(RLConfig(env_id="envs:metarl/Navigation2D-v0", horizon=0))
+    with pytest.raises(ValueError, match="workers"):
+        RLConfig(env_id="envs:metarl/Navigation2D-v0", horizon=100, workers=0)
+    with pytest.raises(ValueError, match="activation"):
+        GaussianMLPPolicy(2, 2, activation="sigmoid")
+
+
+def test_workers_give_the_same_run_as_one_process(tmp_path):
+    one, two = tmp_path / "one", tmp_path / "two"
+    tiny = [*TINY_RL, "--episodes-per-task", "2", "--horizon", "5"]
+    run("scripts/train_halfcheetah_vel.py", "--out", str(one), "--iterations", "1", *tiny)
+    run("scripts/train_halfcheetah_vel.py", "--out", str(two), "--iterations", "1", "--workers", "2", *tiny)
+    assert records(one) == records(two)
+    assert json.loads((two / "config.json").read_text())["workers"] == 2

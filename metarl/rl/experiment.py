@@ -21,6 +21,7 @@ from metarl.checkpoint import load_run
 from metarl.evaluate import EvalResult
 from metarl.models import GaussianMLPPolicy
 from metarl.rl.maml_trpo import MAMLTRPO, MAMLTRPOConfig, RLBatch
+from metarl.rl.parallel import ShardedVectorEnv
 from metarl.rl.sampler import TrajectorySampler
 from metarl.tasks import TaskDistribution
 from metarl.train import TrainConfig, Trainer, resolve_device
@@ -38,6 +39,14 @@ class RLConfig:
     train: TrainConfig = field(default_factory=TrainConfig)
     vectorization_mode: str | None = None
     """gymnasium.make_vec's mode: None (the env's own vector class if it has one, else sync), sync or async."""
+    workers: int = 1
+    """Processes that step the lanes (metarl.rl.ShardedVectorEnv) when > 1; use up to the free cores."""
+
+    def __post_init__(self) -> None:
+        if self.workers < 1:
+            raise ValueError(f"workers must be >= 1, got {self.workers}")
+        if self.workers > 1 and self.vectorization_mode is not None:
+            raise ValueError("--workers > 1 steps sync vector envs in worker processes; leave vectorization_mode unset")
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -45,7 +54,8 @@ class RLConfig:
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> RLConfig:
         return cls(env_id=data["env_id"], horizon=data["horizon"], maml=MAMLTRPOConfig(**data["maml"]),
-                   train=TrainConfig(**data["train"]), vectorization_mode=data["vectorization_mode"])
+                   train=TrainConfig(**data["train"]), vectorization_mode=data["vectorization_mode"],
+                   workers=data["workers"])
 
 
 class RLExperiment:
@@ -63,12 +73,14 @@ class RLExperiment:
         observation_size, action_size = probe.observation_space.shape[0], probe.action_space.shape[0]
         probe.close()
         torch.manual_seed(config.train.seed)
-        policy = GaussianMLPPolicy(observation_size, action_size, config.maml.hidden)
+        policy = GaussianMLPPolicy(observation_size, action_size, config.maml.hidden, activation=config.maml.activation)
         sampler = TrajectorySampler(self._make_vector_env, policy, config.maml.episodes_per_task, config.horizon,
                                     self.device)
         self.learner = MAMLTRPO(policy, sampler, config.maml, self.device)
 
     def _make_vector_env(self, lanes: int) -> gymnasium.vector.VectorEnv:
+        if self.config.workers > 1:
+            return ShardedVectorEnv(self.config.env_id, lanes, workers=self.config.workers)
         return gymnasium.make_vec(self.config.env_id, num_envs=lanes,
                                   vectorization_mode=self.config.vectorization_mode)
 
@@ -137,7 +149,8 @@ def locomotion_config(env_id: str, out: str) -> RLConfig:
 def train_from_command_line(defaults: RLConfig, description: str | None = None) -> None:
     """The body of every ``scripts/train_<env>.py``: parse flags over ``defaults``, train, report."""
     config = tyro.cli(tyro.conf.OmitArgPrefixes[RLConfig], default=defaults, description=description)
-    _, untrained, trained = run_maml_trpo(config)
+    experiment, untrained, trained = run_maml_trpo(config)
+    experiment.learner.sampler.close()  # stops --workers processes
     print(f"{config.env_id}, {trained.tasks} test tasks, mean return +- standard error:")
     for label, result in (("untrained", untrained), ("trained", trained)):
         if result is not None:

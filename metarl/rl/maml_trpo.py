@@ -63,6 +63,8 @@ class MAMLTRPOConfig:
     """Each backtracking step shortens the step by this factor."""
     hidden: tuple[int, ...] = (100, 100)
     """Hidden layer sizes of the Gaussian MLP policy."""
+    activation: Literal["relu", "tanh"] = "relu"
+    """Hidden-layer nonlinearity of the policy (the paper: ReLU)."""
     path: Literal["auto", "batched", "per_task"] = "auto"
     """vmap over tasks, a per-task loop, or auto: per-task on the CPU, where it was measured 5.6x faster
     (Navigation2D, 20 tasks: TRPO's Fisher-vector products backpropagate slowly through vmap), and
