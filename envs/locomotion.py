@@ -41,6 +41,8 @@ Where these differ from the rllab environments of MAML (cbfinn/maml_rl ``half_ch
 - Start state: v5 adds U[-0.1, 0.1] noise to ``qpos`` and N(0, 0.1^2) to ``qvel``; rllab added N(0, 0.01^2)
   to ``qpos`` and N(0, 0.1^2) to ``qvel``. The MuJoCo models are gymnasium's ``half_cheetah.xml`` and ``ant.xml`` (Ant: joint gear 150
   and controls in [-1, 1], which equals rllab's controls in [-150, 150] with its cost on ``a / 150``).
+  ``half_cheetah.xml``'s ``settotalmass="14"``, deprecated in MuJoCo 4, is applied after compilation by
+  :func:`envs.mujoco_models.load_model`: the same model, without a warning per environment built.
 """
 
 from __future__ import annotations
@@ -49,12 +51,14 @@ from abc import abstractmethod
 from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
+import mujoco
 import numpy as np
 from gymnasium.envs.mujoco.ant_v5 import AntEnv
 from gymnasium.envs.mujoco.half_cheetah_v5 import HalfCheetahEnv
 from gymnasium.utils import EzPickle
 
 from envs.base import TaskEnv
+from envs.mujoco_models import load_model
 from envs.task_params import (
     check_keys,
     check_range,
@@ -93,8 +97,16 @@ def _refuse_kwargs(kwargs: Mapping[str, Any], names: Collection[str], owner: str
 
 
 class _LocomotionTaskEnv(TaskEnv):
-    """What the five environments share: the task in the reset ``info``, the clipped control cost, and
-    pickling (and ``copy.deepcopy``) that keeps the task."""
+    """What the five environments share: the task in the reset ``info``, the clipped control cost,
+    pickling (and ``copy.deepcopy``) that keeps the task, and the model compiled without MuJoCo 4's
+    ``settotalmass`` deprecation warning (``half_cheetah.xml``; see :mod:`envs.mujoco_models`)."""
+
+    def _initialize_simulation(self) -> tuple[mujoco.MjModel, mujoco.MjData]:
+        # gymnasium's MujocoEnv._initialize_simulation with load_model for MjModel.from_xml_path
+        model = load_model(self.fullpath)
+        model.vis.global_.offwidth = max(model.vis.global_.offwidth, self.width)
+        model.vis.global_.offheight = max(model.vis.global_.offheight, self.height)
+        return model, mujoco.MjData(model)
 
     def __getstate__(self) -> dict[str, Any]:
         # EzPickle rebuilds the environment from its constructor arguments, which do not hold the task.

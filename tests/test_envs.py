@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import gymnasium as gym
+import mujoco
 import numpy as np
 import pytest
 from gymnasium.envs.mujoco.half_cheetah_v5 import HalfCheetahEnv
@@ -329,6 +330,60 @@ def test_bad_frame_skip_is_refused(frame_skip):
         HalfCheetahDirEnv(frame_skip=frame_skip)
     with pytest.raises(ValueError, match="frame_skip"):
         AntGoalEnv(frame_skip=frame_skip)
+
+
+def _model_fields(model: mujoco.MjModel) -> dict[str, Any]:
+    """Every array of an ``MjModel`` and its ``opt`` and ``stat`` numbers, by name."""
+    fields = {name: getattr(model, name) for name in dir(model) if isinstance(getattr(model, name), np.ndarray)}
+    for group in ("opt", "stat"):
+        for name in dir(getattr(model, group)):
+            value = getattr(getattr(model, group), name)
+            if not name.startswith("_") and isinstance(value, (int, float, np.ndarray)):
+                fields[f"{group}.{name}"] = np.asarray(value)
+    return fields
+
+
+@pytest.mark.parametrize(("env_id", "frame_skip"), [("metarl/HalfCheetahVel-v0", 1), ("metarl/HalfCheetahDir-v0", 5)])
+def test_half_cheetah_is_v5s_model_without_the_settotalmass_warning(env_id, frame_skip, capfd, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # MuJoCo appends its warnings to MUJOCO_LOG.TXT in the working directory
+    capfd.readouterr()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        env = gym.make(env_id, frame_skip=frame_skip).unwrapped
+    out, err = capfd.readouterr()  # file-descriptor level: MuJoCo's C code prints there
+    assert "settotalmass" not in out + err
+    assert not [w for w in caught if "settotalmass" in str(w.message)]
+    assert not (tmp_path / "MUJOCO_LOG.TXT").exists()
+
+    v5 = HalfCheetahEnv(frame_skip=frame_skip)  # gymnasium's own, compiled with settotalmass="14"
+    # the check above can see the warning, and building ours left MuJoCo's warning handling as it was
+    assert mujoco.MjSpec.from_file(v5.fullpath).compiler.settotalmass == 14
+    assert "settotalmass" in "".join(capfd.readouterr())
+
+    np.testing.assert_array_equal(env.model.body_mass, v5.model.body_mass)
+    np.testing.assert_array_equal(env.model.body_inertia, v5.model.body_inertia)
+    assert env.model.body_mass[1:].sum() == pytest.approx(14.0)
+    ours, theirs = _model_fields(env.model), _model_fields(v5.model)
+    assert ours.keys() == theirs.keys()
+    for name in ours:
+        np.testing.assert_array_equal(ours[name], theirs[name], err_msg=name)
+
+    actions = np.random.default_rng(0).uniform(-1.0, 1.0, (50, 6)).astype(np.float32)
+
+    def rollout(sim: HalfCheetahEnv) -> np.ndarray:
+        observation, _ = sim.reset(seed=3)
+        observations = [observation] + [sim.step(action)[0] for action in actions]
+        return np.concatenate([*observations, sim.data.qpos, sim.data.qvel, sim.data.qacc])
+
+    np.testing.assert_array_equal(rollout(env), rollout(v5))
+
+
+def test_models_without_settotalmass_load_as_mujoco_compiles_them():
+    env = AntDirEnv()
+    reference = mujoco.MjModel.from_xml_path(env.fullpath)
+    ours, theirs = _model_fields(env.model), _model_fields(reference)
+    for name in theirs:
+        np.testing.assert_array_equal(ours[name], theirs[name], err_msg=name)
 
 
 def test_ant_terminates_when_the_torso_leaves_the_healthy_range():
