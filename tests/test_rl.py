@@ -12,6 +12,7 @@ from metarl.models import GaussianMLPPolicy
 from metarl.rl import MAMLTRPO, MAMLTRPOConfig, RLBatch, TrajectorySampler
 from metarl.rl.gaussian import kl_divergence, log_prob
 from metarl.rl.returns import discounted_returns, gae, linear_baseline, normalize
+from metarl.rl.sampler import action_affine
 from metarl.rl.trpo import backtracking_line_search, conjugate_gradient
 
 NAVIGATION = "envs:metarl/Navigation2D-v0"
@@ -169,16 +170,30 @@ def test_sampler_matches_single_envs_stepped_with_the_same_seeds_and_actions(env
     sampler = TrajectorySampler(make, policy, episodes_per_task=2, horizon=30)
     params = {k: v.detach().expand(2, *v.shape) for k, v in parameters_of(policy).items()}
     episodes = sampler.sample(params, tasks, seed=7)
+    scale, center = action_affine(probe.action_space, torch.float32, torch.device("cpu"))
     for lane in range(4):
         task, episode = lane // 2, lane % 2
         env = gymnasium.make(env_id)
         observation, _ = env.reset(seed=7 + lane, options={"task": tasks[task]})
         for t in range(episodes.mask.shape[1]):
             assert episodes.mask[task, t, episode] == 1   # the single env is still running
-            np.testing.assert_allclose(episodes.observations[task, t, episode].numpy(), observation, rtol=1e-6)
-            action = episodes.actions[task, t, episode].numpy()
+            sampled = episodes.observations[task, t, episode].numpy()
+            np.testing.assert_allclose(sampled, observation, rtol=1e-6, atol=1e-6)
+            action = (episodes.actions[task, t, episode] * scale + center).numpy()   # policy in [-1, 1]
             observation, reward, terminated, truncated, _ = env.step(action)
             assert episodes.rewards[task, t, episode].item() == pytest.approx(reward, rel=1e-6, abs=1e-6)
             if terminated or truncated:
                 assert t + 1 == episodes.mask.shape[1] or episodes.mask[task, t + 1, episode] == 0
                 break
+
+
+def test_policy_actions_in_minus_one_one_are_mapped_onto_the_action_bounds():
+    cpu = torch.device("cpu")
+    box = gymnasium.spaces.Box(np.array([-0.5, 0.0]), np.array([0.5, 2.0]), dtype=np.float64)
+    scale, center = action_affine(box, torch.float64, cpu)
+    torch.testing.assert_close(-torch.ones(2, dtype=torch.float64) * scale + center, torch.from_numpy(box.low))
+    torch.testing.assert_close(torch.ones(2, dtype=torch.float64) * scale + center, torch.from_numpy(box.high))
+    scale, center = action_affine(gymnasium.spaces.Box(-np.inf, np.inf, (2,)), torch.float64, cpu)
+    assert scale.tolist() == [1.0, 1.0] and center.tolist() == [0.0, 0.0]
+    with pytest.raises(ValueError, match="Box"):
+        action_affine(gymnasium.spaces.Discrete(3), torch.float64, cpu)

@@ -2,7 +2,9 @@
 
 All ``tasks x episodes_per_task`` episodes of an iteration run side by side: one batched policy
 forward per time step for every lane (``vmap`` over the tasks' parameter sets), one batched
-environment step. Lane ``i`` belongs to task ``i // episodes_per_task``; tasks are assigned with
+environment step. Policies act in [-1, 1] and the sampler rescales to the environment's action
+bounds (:func:`action_affine`); the recorded actions are the policy's. Lane ``i`` belongs to task
+``i // episodes_per_task``; tasks are assigned with
 gymnasium's per-lane ``set_attr("task", [...])``.
 """
 
@@ -50,6 +52,23 @@ class Trajectories:
 def stack_params(params: Params, tasks: int) -> Params:
     """The same (detached) parameters for each of ``tasks`` tasks, on a leading task axis, without copying."""
     return {name: p.detach().expand(tasks, *p.shape) for name, p in params.items()}
+
+
+def action_affine(space: gymnasium.spaces.Space, dtype: torch.dtype, device: torch.device) -> tuple[Tensor, Tensor]:
+    """``(scale, center)`` mapping the policy's actions in [-1, 1] onto a bounded ``Box`` action space.
+
+    As rllab's ``normalize`` wrapper did for MAML's experiments, the policy acts in [-1, 1] on every
+    axis and the environment receives ``center + scale * action`` (it clips what falls outside), so the
+    initial standard deviation of 1 means the same exploration whatever the action units. An
+    unbounded axis is passed through unchanged.
+    """
+    if not isinstance(space, gymnasium.spaces.Box):
+        raise ValueError(f"the Gaussian policy needs a Box action space, got {space}")
+    low, high = space.low.astype(np.float64), space.high.astype(np.float64)
+    bounded = np.isfinite(low) & np.isfinite(high)
+    scale = np.where(bounded, (high - low) / 2, 1.0)
+    center = np.where(bounded, (high + low) / 2, 0.0)
+    return (torch.as_tensor(scale, dtype=dtype, device=device), torch.as_tensor(center, dtype=dtype, device=device))
 
 
 class TrajectorySampler:
@@ -109,6 +128,7 @@ class TrajectorySampler:
         stacked = {k: v.detach().to(self.device) for k, v in params.items()}
         env = self.env(lanes)
         env.set_attr("task", [task for task in tasks for _ in range(per_task)])
+        scale, center = action_affine(env.single_action_space, self.policy.log_std.dtype, self.device)
         generator = torch.Generator(device=self.device).manual_seed(seed)
         started = time.perf_counter()
         observation, _ = env.reset(seed=seed)
@@ -120,7 +140,8 @@ class TrajectorySampler:
             obs = obs.view(n_tasks, per_task, -1)
             noise = torch.randn(n_tasks, per_task, action_size, generator=generator, device=self.device, dtype=dtype)
             action = self._actions(stacked, obs, noise)
-            observation, reward, terminated, truncated, _ = env.step(action.view(lanes, -1).cpu().numpy())
+            env_action = action.view(lanes, -1) * scale + center
+            observation, reward, terminated, truncated, _ = env.step(env_action.cpu().numpy())
             columns["observations"].append(obs)
             columns["actions"].append(action)
             columns["rewards"].append(torch.as_tensor(np.asarray(reward), dtype=dtype).view(n_tasks, per_task))
