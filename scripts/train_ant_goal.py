@@ -2,8 +2,9 @@
 drawn from U[-3, 3]^2.
 
 Paper settings: horizon 200, 40 tasks per meta-batch, 20 episodes per task, one policy-gradient step
-of 0.1, TRPO with max KL 0.01, 1000 iterations (cbfinn/maml_rl). The MAML paper reports no AntGoal figure (it comes from later work,
-e.g. ProMP). Each iteration samples 2 x 40 x 20 episodes of 200 steps (320,000 environment steps).
+of 0.1, TRPO with max KL 0.01, 1000 iterations (cbfinn/maml_rl). The MAML paper reports no AntGoal
+figure (it comes from later work, e.g. ProMP). Each iteration samples 2 x 40 x 20 episodes of 200
+steps (320,000 environment steps).
 
     python scripts/train_ant_goal.py --out runs/ant_goal
 """

@@ -2,9 +2,9 @@
 drawn from U[0, 3].
 
 Paper settings: horizon 200, 40 tasks per meta-batch, 20 episodes per task, one policy-gradient step
-of 0.1, TRPO with max KL 0.01, 1000 iterations (cbfinn/maml_rl). The paper reports returns 30.6 / 96.7 / 101.4 after 0 / 1 / 3 steps
-on 40 test tasks. Each iteration samples 2 x 40 x 20 episodes of 200 steps (320,000 environment
-steps).
+of 0.1, TRPO with max KL 0.01, 1000 iterations (cbfinn/maml_rl). The paper reports returns 30.6 /
+96.7 / 101.4 after 0 / 1 / 3 steps on 40 test tasks. Each iteration samples 2 x 40 x 20 episodes of
+200 steps (320,000 environment steps).
 
     python scripts/train_ant_vel.py --out runs/ant_vel
 """

@@ -2,9 +2,9 @@
 forwards or backwards (direction -1 or +1).
 
 Paper settings: horizon 200, 40 tasks per meta-batch, 20 episodes per task, one policy-gradient step
-of 0.1, TRPO with max KL 0.01, 1000 iterations (cbfinn/maml_rl). The paper reports returns -50.7 / 293.2 / 315.7 after 0 / 1 / 3 steps
-on 40 test tasks. Each iteration samples 2 x 40 x 20 episodes of 200 steps (320,000 environment
-steps).
+of 0.1, TRPO with max KL 0.01, 1000 iterations (cbfinn/maml_rl). The paper reports returns -50.7 /
+293.2 / 315.7 after 0 / 1 / 3 steps on 40 test tasks. Each iteration samples 2 x 40 x 20 episodes of
+200 steps (320,000 environment steps).
 
     python scripts/train_halfcheetah_dir.py --out runs/halfcheetah_dir
 """
