@@ -17,10 +17,35 @@ import torch
 from metarl.tasks import Episode, Metric, Task
 
 
-def _check_int(name: str, value: object) -> int:
+def check_int(name: str, value: object) -> int:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
         raise ValueError(f"{name} must be an integer, got {value!r} ({type(value).__name__})")
     return int(value)
+
+
+def task_classes(tasks: Sequence[Task], family: str, ways: int, num_classes: int) -> np.ndarray:
+    """The ``[tasks, ways]`` class indices under ``"classes"`` of ``tasks``; ValueError if a task is not
+    of ``family`` or does not list ``ways`` distinct classes in ``0..num_classes - 1``."""
+    if len(tasks) == 0:
+        raise ValueError("an episode needs at least one task; got an empty sequence")
+    rows = []
+    for i, task in enumerate(tasks):
+        if task.family != family:
+            raise ValueError(f"task {i} is of family {task.family!r}, but this distribution samples {family!r}")
+        classes = task.params.get("classes")
+        if not isinstance(classes, tuple) or len(classes) != ways:
+            raise ValueError(f"task {i} must list {ways} classes under 'classes', got {classes!r}")
+        if any(isinstance(c, bool) or not isinstance(c, int) for c in classes):
+            raise ValueError(f"task {i}: class indices must be integers, got {list(classes)}")
+        if any(not 0 <= c < num_classes for c in classes):
+            raise ValueError(
+                f"task {i}: class indices {list(classes)} out of range; this {family!r} distribution "
+                f"has classes 0..{num_classes - 1} (was the task sampled from another split?)"
+            )
+        if len(set(classes)) != ways:
+            raise ValueError(f"task {i}: classes must be distinct, got {list(classes)}")
+        rows.append(classes)
+    return np.asarray(rows, dtype=np.int64)
 
 
 class FewShotClassification:
@@ -53,7 +78,7 @@ class FewShotClassification:
                 "images must be [classes, examples_per_class, H, W] (greyscale) or "
                 f"[classes, examples_per_class, H, W, 3] (colour), got shape {images.shape}"
             )
-        ways, shots, queries = (_check_int(n, v) for n, v in (("ways", ways), ("shots", shots), ("queries", queries)))
+        ways, shots, queries = (check_int(n, v) for n, v in (("ways", ways), ("shots", shots), ("queries", queries)))
         num_classes, per_class = images.shape[:2]
         if ways < 2:
             raise ValueError(f"ways must be at least 2 (a classification task needs two classes), got {ways}")
@@ -88,7 +113,7 @@ class FewShotClassification:
 
     def sample_tasks(self, n: int, rng: np.random.Generator) -> list[Task]:
         """``n`` tasks, each ``ways`` distinct classes in a random order (the order is the labelling)."""
-        n = _check_int("n", n)
+        n = check_int("n", n)
         if n < 0:
             raise ValueError(f"n (number of tasks) must be >= 0, got {n}")
         return [
@@ -96,38 +121,13 @@ class FewShotClassification:
             for _ in range(n)
         ]
 
-    def _classes(self, tasks: Sequence[Task]) -> np.ndarray:
-        """The ``[tasks, ways]`` class indices of ``tasks``, checked against this distribution."""
-        if len(tasks) == 0:
-            raise ValueError("an episode needs at least one task; got an empty sequence")
-        rows = []
-        for i, task in enumerate(tasks):
-            if task.family != self.family:
-                raise ValueError(
-                    f"task {i} is of family {task.family!r}, but this distribution samples {self.family!r}"
-                )
-            classes = task.params.get("classes")
-            if not isinstance(classes, tuple) or len(classes) != self.ways:
-                raise ValueError(f"task {i} must list {self.ways} classes under 'classes', got {classes!r}")
-            if any(isinstance(c, bool) or not isinstance(c, int) for c in classes):
-                raise ValueError(f"task {i}: class indices must be integers, got {list(classes)}")
-            if any(not 0 <= c < self.num_classes for c in classes):
-                raise ValueError(
-                    f"task {i}: class indices {list(classes)} out of range; this {self.family!r} distribution "
-                    f"has classes 0..{self.num_classes - 1} (was the task sampled from another split?)"
-                )
-            if len(set(classes)) != self.ways:
-                raise ValueError(f"task {i}: classes must be distinct, got {list(classes)}")
-            rows.append(classes)
-        return np.asarray(rows, dtype=np.int64)
-
     def episode(self, tasks: Sequence[Task], rng: np.random.Generator) -> Episode:
         """Support and query sets for ``tasks``: per class, ``shots + queries`` distinct random examples.
 
         The first ``shots`` examples of a class go to the support set and the rest to the query set,
         so the two never share an image. All images are gathered with one fancy index.
         """
-        classes = self._classes(tasks)  # [T, ways]
+        classes = task_classes(tasks, self.family, self.ways, self.num_classes)  # [T, ways]
         num_tasks, per_class = len(classes), self.images.shape[1]
         draws = self.shots + self.queries
         # A random permutation of each class's examples, cut to the first `draws`: sampling without replacement.
