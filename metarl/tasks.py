@@ -140,3 +140,47 @@ class SupervisedTaskDistribution(TaskDistribution, Protocol):
     metric: Metric
 
     def episode(self, tasks: Sequence[Task], rng: np.random.Generator) -> Episode: ...
+
+
+@dataclass
+class SequenceEpisode:
+    """A batch of labelled sequences for online few-shot classification (Santoro et al. 2016).
+
+    ``x [episodes, steps, *features]`` are the inputs in presentation order and ``labels [episodes,
+    steps, label_length]`` (``int64``, each entry in ``[0, alphabet)``) their labels: one symbol per
+    step for one-hot labels, several for string labels. A learner sees the label of step t only at
+    step t + 1, so the episode holds the labels as they are and the learner shifts them.
+    """
+
+    x: Tensor
+    labels: Tensor
+
+    def __post_init__(self) -> None:
+        if self.labels.ndim != 3 or self.labels.dtype != torch.int64:
+            raise ValueError(f"labels must be int64 [episodes, steps, label_length], got {self.labels.dtype} "
+                             f"{tuple(self.labels.shape)}")
+        if self.x.ndim < 3 or self.x.shape[:2] != self.labels.shape[:2]:
+            raise ValueError(f"x {tuple(self.x.shape)} and labels {tuple(self.labels.shape)} must agree on "
+                             "[episodes, steps]")
+
+    @property
+    def num_episodes(self) -> int:
+        return self.x.shape[0]
+
+    def to(self, device: torch.device | str) -> SequenceEpisode:
+        return SequenceEpisode(self.x.to(device, non_blocking=True), self.labels.to(device, non_blocking=True))
+
+
+@runtime_checkable
+class SequenceTaskDistribution(TaskDistribution, Protocol):
+    """A task distribution whose tasks become labelled sequences (MANN-style online classification).
+
+    ``feature_size`` is the number of input values per step (``x`` flattened), and labels are
+    ``label_length`` symbols of ``alphabet`` values each.
+    """
+
+    feature_size: int
+    label_length: int
+    alphabet: int
+
+    def episode(self, tasks: Sequence[Task], rng: np.random.Generator) -> SequenceEpisode: ...

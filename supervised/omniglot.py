@@ -41,6 +41,7 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from supervised.episodes import FewShotClassification
+from supervised.sequences import Augmentation, ClassSequences
 
 __all__ = [
     "CLASS_SPLITS",
@@ -49,11 +50,13 @@ __all__ = [
     "default_root",
     "load_omniglot",
     "make_omniglot",
+    "make_omniglot_sequences",
     "split_class_names",
     "split_classes",
 ]
 
 FAMILY = "omniglot"
+SEQUENCE_FAMILY = "omniglot-sequences"
 SETS = ("images_background", "images_evaluation")
 CHARACTERS = {"images_background": 964, "images_evaluation": 659}
 DRAWINGS = 20
@@ -405,3 +408,27 @@ def make_omniglot(
     data = load_omniglot(root, image_size=image_size, cache_dir=cache_dir)
     images = split_classes(data, class_split, part, root)
     return FewShotClassification(images, family=FAMILY, ways=ways, shots=shots, queries=queries)
+
+
+def make_omniglot_sequences(
+    part: str = "train",
+    *,
+    ways: int = 5,
+    samples: int = 10,
+    labels: str = "one_hot",
+    class_split: str = "maml",
+    root: str | Path | None = None,
+    image_size: int = 20,
+    cache_dir: str | Path | None = None,
+    class_rotation: float = Augmentation.class_rotation,
+    class_shift: float = Augmentation.class_shift,
+    sample_rotation: float = Augmentation.sample_rotation,
+    sample_shift: float = Augmentation.sample_shift,
+) -> ClassSequences:
+    """Omniglot online-classification episodes (family ``"omniglot-sequences"``, MANN's task, Santoro et al.
+    2016) over one part of a class split, 20x20 images by default as in the paper."""
+    _check_split(class_split, part)
+    augmentation = Augmentation(class_rotation, class_shift, sample_rotation, sample_shift)
+    data = load_omniglot(root, image_size=image_size, cache_dir=cache_dir)
+    return ClassSequences(split_classes(data, class_split, part, root), family=SEQUENCE_FAMILY, ways=ways,
+                          samples=samples, labels=labels, augmentation=augmentation)
