@@ -1,0 +1,159 @@
+"""The memory-augmented neural network (MANN) of Santoro et al. (2016) with Least Recently Used Access.
+
+A controller (an LSTM, or one feed-forward layer) reads the step's input and the previous step's read
+vectors and emits, for each of the ``read_heads`` heads, a key and a write gate. Per step, in the
+paper's order (section 3.2; equation numbers of the ICML paper):
+
+1. write: each head's write weights interpolate, through its sigmoid gate, between its previous read
+   weights and a least-used slot, ``w^w_t = sigma(alpha) w^r_(t-1) + (1 - sigma(alpha)) w^lu_(t-1)``
+   (eq. 6), after the least-used slot is cleared; each head adds its key, ``M_t(i) = M_(t-1)(i) +
+   w^w_t(i) k_t`` (eq. 7);
+2. read: cosine similarity of each key with every slot, a softmax over slots (eqs. 1-2), and the
+   weighted sum of the slots (eq. 3);
+3. usage: ``w^u_t = gamma w^u_(t-1) + w^r_t + w^w_t`` (eq. 4), summed over heads.
+
+The output layer reads the controller state and the read vectors. Everything is batched over
+episodes and heads, on any device.
+
+Where the paper leaves a choice open we follow tristandeleu/ntm-one-shot, the reference
+reimplementation: the least-used weights ``w^lu`` mark the ``read_heads`` least-used slots (eq. 5
+with n = the number of reads) and head h writes to the h-th of them, so that the heads never write
+on top of each other; the single least-used slot is the one cleared (as the paper says); keys are
+``tanh`` of a linear map of the controller state; the state starts empty (zero memory, read weights,
+usage and read vectors); ties in usage go to the lower slot.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Literal, NamedTuple
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+COSINE_EPS = 1e-8
+"""Floor of a vector norm in the cosine similarity, so empty (all-zero) slots have similarity 0."""
+
+
+@dataclass
+class MANNConfig:
+    """MANN's architecture; the defaults are the paper's Omniglot settings."""
+
+    controller: Literal["lstm", "feedforward"] = "lstm"
+    """Controller: an LSTM (the paper's main model) or one tanh layer (the paper's feed-forward variant)."""
+    controller_size: int = 200
+    """Units of the controller (the paper: 200); also the size of the LSTM and feed-forward baselines."""
+    memory_slots: int = 128
+    """Memory rows N (the paper: 128)."""
+    memory_width: int = 40
+    """Memory row width, i.e. key size (the paper: 40)."""
+    read_heads: int = 4
+    """Read heads, each also writing through LRUA (the paper: 4)."""
+    gamma: float = 0.95
+    """Usage decay. The paper gives no value; 0.95 is what the reimplementations use (tristandeleu/ntm-one-shot,
+    snowkylin/ntm); a paper summary says 0.99."""
+
+    def __post_init__(self) -> None:
+        if self.controller not in ("lstm", "feedforward"):
+            raise ValueError(f"controller must be 'lstm' or 'feedforward', got {self.controller!r}")
+        for name in ("controller_size", "memory_slots", "memory_width", "read_heads"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name.replace('_', '-')} must be a positive integer, got {getattr(self, name)}")
+        if self.read_heads > self.memory_slots:
+            raise ValueError(f"read-heads ({self.read_heads}) cannot exceed memory-slots ({self.memory_slots}): "
+                             "each head writes to its own least-used slot")
+        if not (math.isfinite(self.gamma) and 0.0 <= self.gamma <= 1.0):
+            raise ValueError(f"gamma (usage decay) must be in [0, 1], got {self.gamma}")
+
+
+class MemoryState(NamedTuple):
+    """The memory between steps: ``memory [B, N, W]``, ``read_weights [B, H, N]``, ``usage [B, N]``."""
+
+    memory: Tensor
+    read_weights: Tensor
+    usage: Tensor
+
+
+def empty_memory(batch: int, slots: int, width: int, heads: int, device: torch.device | str | None = None,
+                 dtype: torch.dtype | None = None) -> MemoryState:
+    """The state before the first step: no content, no reads, no usage."""
+    options = {"device": device, "dtype": dtype}
+    return MemoryState(torch.zeros(batch, slots, width, **options), torch.zeros(batch, heads, slots, **options),
+                       torch.zeros(batch, slots, **options))
+
+
+def cosine_read_weights(keys: Tensor, memory: Tensor) -> Tensor:
+    """Softmax over slots of the cosine similarity of each key ``[B, H, W]`` with each slot ``[B, N, W]``
+    (eqs. 1-2): ``[B, H, N]``, each row summing to one."""
+    similarity = F.normalize(keys, dim=-1, eps=COSINE_EPS) @ F.normalize(memory, dim=-1, eps=COSINE_EPS).transpose(1, 2)
+    return torch.softmax(similarity, dim=-1)
+
+
+def least_used_slots(usage: Tensor, n: int) -> Tensor:
+    """Indices ``[B, n]`` of the ``n`` least-used slots, least used first (eq. 5); ties go to the lower slot."""
+    return torch.sort(usage, dim=-1, stable=True).indices[:, :n]
+
+
+def lrua_write(state: MemoryState, keys: Tensor, gate: Tensor) -> tuple[Tensor, Tensor]:
+    """Least Recently Used Access write of ``keys [B, H, W]`` with gates ``sigma(alpha) [B, H]`` in [0, 1].
+
+    Returns the new memory ``[B, N, W]`` and the write weights ``[B, H, N]``: gate 1 writes where the head
+    read at the previous step, gate 0 to its least-used slot (head h: the h-th least used) (eq. 6).
+    The least-used slot is cleared first, then every head adds its key (eq. 7).
+    """
+    slots = state.memory.shape[1]
+    least_used = least_used_slots(state.usage, keys.shape[1])
+    fresh = F.one_hot(least_used, slots).to(keys.dtype)  # [B, H, N]
+    g = gate[..., None]
+    write_weights = g * state.read_weights + (1.0 - g) * fresh
+    kept = 1.0 - fresh[:, 0]  # clears the least-used slot
+    memory = state.memory * kept[..., None] + write_weights.transpose(1, 2) @ keys
+    return memory, write_weights
+
+
+def lrua_step(state: MemoryState, keys: Tensor, gate: Tensor, gamma: float) -> tuple[MemoryState, Tensor]:
+    """One memory step: write, then read with the same keys, then update usage (eq. 4).
+
+    Returns the next state and the read vectors ``[B, H, W]`` (eq. 3).
+    """
+    memory, write_weights = lrua_write(state, keys, gate)
+    read_weights = cosine_read_weights(keys, memory)
+    usage = gamma * state.usage + read_weights.sum(1) + write_weights.sum(1)
+    return MemoryState(memory, read_weights, usage), read_weights @ memory
+
+
+class MANN(nn.Module):
+    """Maps ``inputs [B, T, input_size]`` to ``logits [B, T, output_size]``, one memory per sequence."""
+
+    def __init__(self, input_size: int, output_size: int, config: MANNConfig | None = None) -> None:
+        super().__init__()
+        self.config = config = config or MANNConfig()
+        reads = config.read_heads * config.memory_width
+        if config.controller == "lstm":
+            self.controller: nn.Module = nn.LSTMCell(input_size + reads, config.controller_size)
+        else:
+            self.controller = nn.Sequential(nn.Linear(input_size + reads, config.controller_size), nn.Tanh())
+        self.heads = nn.Linear(config.controller_size, config.read_heads * (config.memory_width + 1))
+        self.output = nn.Linear(config.controller_size + reads, output_size)
+
+    def forward(self, inputs: Tensor) -> Tensor:
+        c = self.config
+        batch, steps, _ = inputs.shape
+        state = empty_memory(batch, c.memory_slots, c.memory_width, c.read_heads, inputs.device, inputs.dtype)
+        reads = inputs.new_zeros(batch, c.read_heads * c.memory_width)
+        hidden = (inputs.new_zeros(batch, c.controller_size), inputs.new_zeros(batch, c.controller_size))
+        features = []
+        for t in range(steps):
+            controller_input = torch.cat([inputs[:, t], reads], dim=-1)
+            if c.controller == "lstm":
+                hidden = self.controller(controller_input, hidden)
+                h = hidden[0]
+            else:
+                h = self.controller(controller_input)
+            head = self.heads(h).view(batch, c.read_heads, c.memory_width + 1)
+            state, read = lrua_step(state, torch.tanh(head[..., :-1]), torch.sigmoid(head[..., -1]), c.gamma)
+            reads = read.flatten(1)
+            features.append(torch.cat([h, reads], dim=-1))
+        return self.output(torch.stack(features, dim=1))
