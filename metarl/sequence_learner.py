@@ -1,0 +1,123 @@
+"""Meta-training a sequence model on online few-shot classification episodes, and its per-instance accuracy.
+
+The model sees, at step t, the image x_t and the previous step's label y_(t-1) (a null, all-zero label
+at the first step), and must output y_t (Santoro et al. 2016, section 4.1). Its weights change only
+between episodes; within an episode it learns through its state. What is reported is the accuracy on
+the 1st, 2nd, ... presentation of a class within an episode.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from typing import Any, Literal
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from metarl.tasks import SequenceEpisode
+
+
+@dataclass
+class SequenceLearnerConfig:
+    """The outer optimiser. Defaults: the paper's (Santoro et al. 2016, supplementary material, as we read it:
+    RMSProp, learning rate 1e-4, decay 0.95, momentum 0.9); tristandeleu/ntm-one-shot uses Adam at 1e-3."""
+
+    optimizer: Literal["rmsprop", "adam"] = "rmsprop"
+    """rmsprop (the paper) or adam."""
+    lr: float = 1e-4
+    """Learning rate of the optimiser."""
+    rmsprop_decay: float = 0.95
+    """RMSProp's moving-average decay of squared gradients (torch's alpha)."""
+    momentum: float = 0.9
+    """RMSProp's momentum."""
+
+    def __post_init__(self) -> None:
+        if self.optimizer not in ("rmsprop", "adam"):
+            raise ValueError(f"optimizer must be 'rmsprop' or 'adam', got {self.optimizer!r}")
+        if not (math.isfinite(self.lr) and self.lr > 0):
+            raise ValueError(f"lr must be positive, got {self.lr}")
+        if not (0 <= self.rmsprop_decay < 1 and 0 <= self.momentum < 1):
+            raise ValueError(f"rmsprop-decay and momentum must be in [0, 1), got {self.rmsprop_decay}, {self.momentum}")
+
+
+def previous_label_input(labels: Tensor, alphabet: int) -> Tensor:
+    """The label input of every step: the one-hot symbols of the previous step's label, zeros at the first.
+
+    ``labels [B, T, L]`` gives ``[B, T, L * alphabet]``; row t holds label t - 1.
+    """
+    one_hot = F.one_hot(labels, alphabet).flatten(2).float()
+    return torch.cat([torch.zeros_like(one_hot[:, :1]), one_hot[:, :-1]], dim=1)
+
+
+def instance_numbers(labels: Tensor) -> Tensor:
+    """``[B, T]``: how many earlier steps of the episode had the same label (0 at a class's first presentation)."""
+    same = (labels[:, :, None] == labels[:, None, :]).all(-1)
+    return torch.tril(same, diagonal=-1).sum(-1)
+
+
+def per_instance_accuracy(correct: Tensor, instances: Tensor, samples: int) -> Tensor:
+    """``[B, samples]``: the fraction of correct answers at each class's 1st, 2nd, ... presentation."""
+    at = F.one_hot(instances, samples).float()  # [B, T, samples]
+    return (correct.float()[..., None] * at).sum(1) / at.sum(1).clamp(min=1)
+
+
+class SequenceLearner:
+    """Trains ``model`` to label sequences; what :class:`metarl.train.Trainer` needs, plus :meth:`evaluate`."""
+
+    method = "mann"
+
+    def __init__(self, model: nn.Module, alphabet: int, config: SequenceLearnerConfig | None = None,
+                 device: str | torch.device = "cpu") -> None:
+        self.config = config = config or SequenceLearnerConfig()
+        self.device = torch.device(device)
+        self.model = model.to(self.device)
+        self.alphabet = alphabet
+        if config.optimizer == "rmsprop":
+            self.optimizer: torch.optim.Optimizer = torch.optim.RMSprop(
+                self.model.parameters(), lr=config.lr, alpha=config.rmsprop_decay, momentum=config.momentum)
+        else:
+            self.optimizer = torch.optim.Adam(self.model.parameters(), lr=config.lr)
+
+    def logits(self, episode: SequenceEpisode) -> Tensor:
+        """``[B, T, L, alphabet]``: the model's scores for every symbol of every step's label."""
+        x, labels = episode.x.to(self.device), episode.labels.to(self.device)
+        inputs = torch.cat([x.flatten(2), previous_label_input(labels, self.alphabet)], dim=-1)
+        return self.model(inputs).view(*labels.shape, self.alphabet)
+
+    @staticmethod
+    def _correct(logits: Tensor, labels: Tensor) -> Tensor:
+        """``[B, T]``: whether every symbol of the step's label was predicted."""
+        return (logits.argmax(-1) == labels).all(-1)
+
+    def meta_train_step(self, episode: SequenceEpisode) -> dict[str, float]:
+        """One update on the episodes' cross-entropy (summed over a label's symbols, mean over steps)."""
+        labels = episode.labels.to(self.device)
+        logits = self.logits(episode)
+        loss = F.cross_entropy(logits.flatten(0, 2), labels.flatten()) * labels.shape[-1]
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer.step()
+        with torch.no_grad():
+            correct = self._correct(logits, labels)
+            instances = instance_numbers(labels)
+            by_instance = per_instance_accuracy(correct, instances, int(instances.max()) + 1).mean(0)
+        return {"loss": loss.item(), "accuracy": correct.float().mean().item(),
+                **{f"accuracy_instance{k + 1}": a for k, a in enumerate(by_instance.tolist())}}
+
+    def evaluate(self, episode: SequenceEpisode) -> Tensor:
+        """Per-episode accuracy at each class's 1st, 2nd, ... presentation, ``[episodes, samples]``, on the CPU."""
+        with torch.no_grad():
+            labels = episode.labels.to(self.device)
+            correct = self._correct(self.logits(episode), labels)
+            instances = instance_numbers(labels)
+            return per_instance_accuracy(correct, instances, int(instances.max()) + 1).cpu()
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+                "config": asdict(self.config)}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
