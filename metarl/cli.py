@@ -1,4 +1,5 @@
-"""The ``metarl`` command: ``metarl evaluate --checkpoint RUN`` re-evaluates a trained run."""
+"""The ``metarl`` command: ``metarl evaluate --checkpoint RUN`` re-evaluates a trained run (MAML, MAML-TRPO or
+MANN, by the checkpoint's method)."""
 
 from __future__ import annotations
 
@@ -22,7 +23,7 @@ def _evaluate(args: argparse.Namespace) -> None:
     if method == "maml_trpo":
         result, step, title = _evaluate_rl(args)
     else:
-        result, step, title = _evaluate_supervised(args)
+        result, step, title = _evaluate_supervised(args, method)
     result.protocol["checkpoint_step"] = step
     if args.json:
         print(json.dumps(result.to_json(), indent=2))
@@ -32,8 +33,11 @@ def _evaluate(args: argparse.Namespace) -> None:
         print(f"  {result.describe(s)}")
 
 
-def _evaluate_supervised(args: argparse.Namespace) -> tuple[EvalResult, int, str]:
-    from metarl.experiment import load_experiment
+def _evaluate_supervised(args: argparse.Namespace, method: str) -> tuple[EvalResult, int, str]:
+    if method == "mann":
+        from metarl.mann_experiment import load_mann_experiment as load_experiment
+    else:
+        from metarl.experiment import load_experiment
 
     experiment, step = load_experiment(args.checkpoint, device=args.device)
     overrides = {name: value for name, value in (("shots", args.shots), ("ways", args.ways), ("queries", args.queries))

@@ -35,6 +35,22 @@ def task_family(name: str) -> Callable[..., SupervisedTaskDistribution]:
     return found[name].load()
 
 
+class FamilyParts:
+    """A task family with fixed options; calling it gives its distribution over a part (train, val, test),
+    built once per part and set of option overrides, since building one may load a data set."""
+
+    def __init__(self, family: str, options: dict[str, Any]) -> None:
+        self.factory, self.options = task_family(family), options
+        self._built: dict[str, Any] = {}
+
+    def __call__(self, part: str, **overrides: Any) -> Any:
+        options = {**self.options, **overrides}
+        key = json.dumps([part, options], sort_keys=True)
+        if key not in self._built:
+            self._built[key] = self.factory(part, **options)
+        return self._built[key]
+
+
 @dataclass
 class SupervisedMAMLConfig:
     """Everything that defines a supervised MAML run; saved as the run's ``config.json``."""
@@ -63,19 +79,14 @@ class SupervisedMAMLExperiment:
     def __init__(self, config: SupervisedMAMLConfig) -> None:
         self.config = config
         self.device = resolve_device(config.train.device)
-        self.factory = task_family(config.family)
-        self._distributions: dict[str, SupervisedTaskDistribution] = {}
+        self.parts = FamilyParts(config.family, config.task)
         self.train_distribution = self.distribution("train")
         torch.manual_seed(config.train.seed)
         self.learner = MAML(build_model(config.model), self.train_distribution.loss, config.maml, self.device)
 
     def distribution(self, part: str, **task_overrides: Any) -> SupervisedTaskDistribution:
         """The family's distribution over ``part``, built once per set of options."""
-        options = {**self.config.task, **task_overrides}
-        key = json.dumps([part, options], sort_keys=True)
-        if key not in self._distributions:
-            self._distributions[key] = self.factory(part, **options)
-        return self._distributions[key]
+        return self.parts(part, **task_overrides)
 
     def evaluate(self, part: str, tasks: int, steps: int | None = None, **task_overrides: Any) -> EvalResult:
         """Metric on ``tasks`` tasks of ``part`` after 0..steps adaptation steps, from a fixed seed."""

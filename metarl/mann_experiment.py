@@ -1,0 +1,150 @@
+"""A MANN run (or one of its baselines) on online few-shot classification: build it from JSON, train it,
+evaluate it.
+
+The task family is found by name through the ``metarl.task_families`` entry points, as for MAML
+(``supervised`` registers ``omniglot-sequences``); ``metarl`` never imports it. The evaluation is the
+paper's: accuracy at the 1st, 2nd, ... presentation of a class, over episodes of held-out classes, with
+the weights fixed. It is an :class:`EvalResult` whose ``steps`` are those instance numbers
+(``protocol["step_kind"] == "instance"``).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.tensorboard import SummaryWriter
+
+from metarl.checkpoint import load_run
+from metarl.evaluate import EvalResult
+from metarl.experiment import FINAL_EVAL_PART, PERIODIC_EVAL_PART, FamilyParts
+from metarl.mann import MANNConfig
+from metarl.sequence_learner import SequenceLearner, SequenceLearnerConfig
+from metarl.sequence_models import SEQUENCE_MODELS, build_sequence_model
+from metarl.tasks import SequenceTaskDistribution
+from metarl.train import TrainConfig, Trainer, resolve_device
+
+
+@dataclass
+class MANNRunConfig:
+    """Everything that defines a MANN (or baseline) run; saved as the run's ``config.json``."""
+
+    family: str
+    """Task family name (an entry point of metarl.task_families), e.g. omniglot-sequences."""
+    task: dict[str, Any]
+    """Options of the family's factory (ways, samples, labels, class_split, ...)."""
+    model: str = "mann"
+    """mann, or a baseline: lstm, ff."""
+    mann: MANNConfig = field(default_factory=MANNConfig)
+    optim: SequenceLearnerConfig = field(default_factory=SequenceLearnerConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+    def __post_init__(self) -> None:
+        if self.model not in SEQUENCE_MODELS:
+            raise ValueError(f"model must be one of {', '.join(SEQUENCE_MODELS)}, got {self.model!r}")
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> MANNRunConfig:
+        return cls(family=data["family"], task=data["task"], model=data["model"], mann=MANNConfig(**data["mann"]),
+                   optim=SequenceLearnerConfig(**data["optim"]), train=TrainConfig(**data["train"]))
+
+
+def _shape(distribution: SequenceTaskDistribution) -> tuple[int, int, int]:
+    return distribution.feature_size, distribution.label_length, distribution.alphabet
+
+
+class MANNExperiment:
+    """The learner, its task distributions and the per-instance evaluation of one configuration."""
+
+    def __init__(self, config: MANNRunConfig) -> None:
+        self.config = config
+        self.device = resolve_device(config.train.device)
+        self.parts = FamilyParts(config.family, config.task)
+        self.train_distribution = self.distribution("train")
+        labels = self.train_distribution.label_length * self.train_distribution.alphabet
+        torch.manual_seed(config.train.seed)
+        model = build_sequence_model(config.model, self.train_distribution.feature_size + labels, labels, config.mann)
+        self.learner = SequenceLearner(model, self.train_distribution.alphabet, config.optim, self.device)
+
+    def distribution(self, part: str, **task_overrides: Any) -> SequenceTaskDistribution:
+        """The family's distribution over ``part``; it must be a ``SequenceTaskDistribution``."""
+        distribution = self.parts(part, **task_overrides)
+        if not isinstance(distribution, SequenceTaskDistribution):
+            raise ValueError(f"task family {self.config.family!r} does not make labelled sequences "
+                             "(episode() -> SequenceEpisode, feature_size, label_length, alphabet); MANN needs them")
+        if task_overrides and _shape(distribution) != _shape(self.train_distribution):
+            raise ValueError(f"{task_overrides} changes the inputs or labels the model was trained on (features, label "
+                             f"symbols, symbol values: {_shape(self.train_distribution)} -> {_shape(distribution)}); "
+                             "with one-hot labels the number of ways is fixed by the output layer")
+        return distribution
+
+    def evaluate(self, part: str, tasks: int, steps: int | None = None, **task_overrides: Any) -> EvalResult:
+        """Accuracy at each instance (1st, 2nd, ...) over ``tasks`` episodes of ``part``, from a fixed seed.
+
+        ``steps`` is accepted for the shared ``metarl evaluate`` call and must be None: a MANN does not adapt
+        by gradient steps.
+        """
+        if steps is not None:
+            raise ValueError("--steps does not apply to a MANN run: it learns within an episode, without gradient "
+                             "steps")
+        if tasks < 1:
+            raise ValueError(f"tasks (episodes) must be >= 1, got {tasks}")
+        distribution = self.distribution(part, **task_overrides)
+        seed, size = self.config.train.seed, self.config.train.meta_batch_size
+        rng = np.random.default_rng([seed, 1 if part == PERIODIC_EVAL_PART else 2])
+        batches = (distribution.sample_tasks(min(size, tasks - start), rng) for start in range(0, tasks, size))
+        values = [self.learner.evaluate(distribution.episode(batch, rng)) for batch in batches]
+        protocol = {"family": self.config.family, "part": part, "seed": seed, **self.config.task, **task_overrides,
+                    "model": self.config.model, "step_kind": "instance"}
+        result = EvalResult.from_values("accuracy", torch.cat(values).numpy().astype(np.float64), protocol)
+        return replace(result, steps=[s + 1 for s in result.steps])
+
+    def trainer(self) -> Trainer:
+        distribution, size = self.train_distribution, self.config.train.meta_batch_size
+        return Trainer(
+            self.learner,
+            sample_batch=lambda rng: distribution.episode(distribution.sample_tasks(size, rng), rng),
+            evaluate=lambda tasks: self.evaluate(PERIODIC_EVAL_PART, tasks),
+            train=self.config.train,
+            run_config=self.config.to_json(),
+        )
+
+
+def run_mann(config: MANNRunConfig) -> tuple[MANNExperiment, EvalResult | None, EvalResult]:
+    """Train, then evaluate on ``final_eval_tasks`` episodes of held-out classes; write ``eval.json`` and the
+    accuracy by instance to TensorBoard (``eval/final_accuracy_by_instance``, plotted against the instance).
+
+    Returns the experiment and the (untrained, trained) evaluations on the same episodes; the untrained
+    one is ``None`` when a run is resumed.
+    """
+    experiment = MANNExperiment(config)
+    trainer = experiment.trainer()  # checks the run folder before any work is done
+    print(f"{config.model} on {config.family}: {config.train.iterations} iterations of "
+          f"{config.train.meta_batch_size} episodes on {experiment.device}; run folder {config.train.out}")
+    untrained = None if config.train.resume else experiment.evaluate(FINAL_EVAL_PART, config.train.final_eval_tasks)
+    trainer.run()
+    trained = experiment.evaluate(FINAL_EVAL_PART, config.train.final_eval_tasks)
+    out = Path(config.train.out)
+    (out / "eval.json").write_text(json.dumps(trained.to_json(), indent=2) + "\n")
+    with SummaryWriter(str(out / "tensorboard")) as writer:  # the paper's curve: x is the instance number
+        for instance, accuracy in zip(trained.steps, trained.mean):
+            writer.add_scalar("eval/final_accuracy_by_instance", accuracy, instance)
+    return experiment, untrained, trained
+
+
+def load_mann_experiment(path: str | Path, device: str | None = None) -> tuple[MANNExperiment, int]:
+    """Rebuild a MANN run from its folder (or its ``checkpoint.pt``) with the trained weights."""
+    state, saved = load_run(path, method=SequenceLearner.method)
+    config = MANNRunConfig.from_json(saved)
+    if device is not None:
+        config.train.device = device
+    experiment = MANNExperiment(config)
+    experiment.learner.load_state_dict(state["learner"])
+    return experiment, state["step"]
