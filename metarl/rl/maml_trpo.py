@@ -47,6 +47,8 @@ class MAMLTRPOConfig:
     """Drop the second-order terms of the meta-gradient and of the Fisher-vector products."""
     episodes_per_task: int = 20
     """Episodes sampled per task for each inner step and for the meta-objective (fast batch)."""
+    eval_episodes_per_task: int = 20
+    """Episodes per task for each adaptation step and return estimate at evaluation."""
     gamma: float = 0.99
     """Discount factor."""
     gae_lambda: float = 1.0
@@ -72,8 +74,9 @@ class MAMLTRPOConfig:
 
     def __post_init__(self) -> None:
         self.hidden = tuple(self.hidden)
-        if self.inner_steps < 0 or self.eval_inner_steps < 0 or self.episodes_per_task < 1:
-            raise ValueError("need inner_steps >= 0, eval_inner_steps >= 0 and episodes_per_task >= 1")
+        if self.inner_steps < 0 or self.eval_inner_steps < 0 or min(self.episodes_per_task,
+                                                                     self.eval_episodes_per_task) < 1:
+            raise ValueError("need inner_steps >= 0, eval_inner_steps >= 0 and episodes per task >= 1")
         if not (0 < self.gamma <= 1 and 0 <= self.gae_lambda <= 1):
             raise ValueError(f"need 0 < gamma <= 1 and 0 <= gae_lambda <= 1, got {self.gamma}, {self.gae_lambda}")
         if self.max_kl <= 0 or not 0 < self.line_search_ratio < 1 or self.line_search_steps < 1:
@@ -186,11 +189,12 @@ class MAMLTRPO:
         adapted = self._over_tasks(one, (0, 0, 0, 0, 0), params, *data)
         return {k: v.detach() for k, v in adapted.items()}
 
-    def _adapt_by_sampling(self, params: Params, batch: RLBatch, lrs: Sequence[float]) -> _Adaptation:
+    def _adapt_by_sampling(self, params: Params, batch: RLBatch, lrs: Sequence[float],
+                           episodes_per_task: int) -> _Adaptation:
         """Alternate sampling and one inner step per entry of ``lrs``, from the shared ``params``."""
         result = _Adaptation(params=stack_params(params, len(batch.tasks)))
         for index, lr in enumerate(lrs):
-            episodes = self.sampler.sample(result.params, batch.tasks, batch.sampling_seed(index))
+            episodes = self.sampler.sample(result.params, batch.tasks, batch.sampling_seed(index), episodes_per_task)
             data = self.policy_data(episodes)
             result.params = self._step_all(result.params, data, lr)
             result.data.append(data)
@@ -204,8 +208,9 @@ class MAMLTRPO:
         c = self.config
         params = parameters_of(self.policy)
         detached = {k: v.detach() for k, v in params.items()}
-        adaptation = self._adapt_by_sampling(detached, batch, [c.inner_lr] * c.inner_steps)
-        valid_episodes = self.sampler.sample(adaptation.params, batch.tasks, batch.sampling_seed(c.inner_steps))
+        adaptation = self._adapt_by_sampling(detached, batch, [c.inner_lr] * c.inner_steps, c.episodes_per_task)
+        valid_episodes = self.sampler.sample(adaptation.params, batch.tasks, batch.sampling_seed(c.inner_steps),
+                                             c.episodes_per_task)
         valid = self.policy_data(valid_episodes)
         with torch.no_grad():
             old_mean, old_log_std = vmap(lambda p, o: functional_call(self.policy, p, (o,)))(
@@ -276,8 +281,9 @@ class MAMLTRPO:
         steps = c.eval_inner_steps if steps is None else steps
         lrs = [c.inner_lr, *[c.eval_inner_lr] * (steps - 1)][:steps]
         detached = {k: v.detach() for k, v in parameters_of(self.policy).items()}
-        adaptation = self._adapt_by_sampling(detached, batch, lrs)
-        final = self.sampler.sample(adaptation.params, batch.tasks, batch.sampling_seed(steps))
+        adaptation = self._adapt_by_sampling(detached, batch, lrs, c.eval_episodes_per_task)
+        final = self.sampler.sample(adaptation.params, batch.tasks, batch.sampling_seed(steps),
+                                    c.eval_episodes_per_task)
         curve = [e.episode_returns().mean(dim=1) for e in [*adaptation.episodes, final]]
         return torch.stack(curve, dim=1).cpu()
 

@@ -113,15 +113,20 @@ class TrajectorySampler:
         return mean + log_std.exp() * noise
 
     @torch.no_grad()
-    def sample(self, params: Params, tasks: Sequence[Task], seed: int) -> Trajectories:
+    def sample(self, params: Params, tasks: Sequence[Task], seed: int, episodes_per_task: int | None = None
+               ) -> Trajectories:
         """Run one batch of episodes; ``params`` holds one parameter set per task on a leading axis
         (:func:`stack_params` gives every task the same one).
 
         ``seed`` seeds the environments' resets (lane ``i`` gets ``seed + i``) and the action noise,
-        so the same seed, tasks and parameters give the same trajectories.
+        so the same seed, tasks and parameters give the same trajectories. ``episodes_per_task``
+        overrides the sampler's own count for this call (evaluation may use more episodes).
         """
         tasks = list(tasks)
-        n_tasks, per_task = len(tasks), self.episodes_per_task
+        n_tasks = len(tasks)
+        per_task = self.episodes_per_task if episodes_per_task is None else episodes_per_task
+        if per_task < 1:
+            raise ValueError(f"episodes_per_task must be >= 1, got {per_task}")
         lanes = n_tasks * per_task
         if any(p.shape[0] != n_tasks for p in params.values()):
             raise ValueError(f"params must have a leading axis of {n_tasks} tasks (see stack_params)")
