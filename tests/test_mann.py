@@ -30,10 +30,10 @@ def class_images(classes: int, drawings: int = 20, size: int = 8) -> np.ndarray:
                            (classes, drawings, size, size)).copy()
 
 
-def noisy_patterns(classes: int, rng: np.random.Generator, size: int = 8, drawings: int = 20) -> np.ndarray:
-    """Random binary patterns, one per class, each drawing with 5% of its pixels flipped."""
+def patterns(classes: int, rng: np.random.Generator, size: int, noise: float, drawings: int = 20) -> np.ndarray:
+    """Random binary patterns, one per class, each drawing with a fraction ``noise`` of its pixels flipped."""
     prototypes = rng.random((classes, 1, size, size)) < 0.5
-    return ((prototypes ^ (rng.random((classes, drawings, size, size)) < 0.05)) * 255).astype(np.uint8)
+    return ((prototypes ^ (rng.random((classes, drawings, size, size)) < noise)) * 255).astype(np.uint8)
 
 
 # --- the label offset ------------------------------------------------------------------------------
@@ -95,7 +95,7 @@ def test_episodes_show_each_class_ten_times_in_random_order_with_its_own_label(l
 
 def test_same_seed_same_episodes_and_augmentation_moves_the_ink():
     rng = np.random.default_rng(1)
-    images = noisy_patterns(12, rng, size=20)
+    images = patterns(12, rng, size=20, noise=0.05)
     family = ClassSequences(images, family="toy", ways=3, samples=4)
     first, second = (family.episode(family.sample_tasks(2, np.random.default_rng(5)), np.random.default_rng(6))
                      for _ in range(2))
@@ -254,18 +254,19 @@ def seen_label_guess(labels: torch.Tensor) -> float:
 
 
 def test_a_tiny_training_run_learns_to_bind_labels_above_chance():
+    # 3 classes x 4 presentations of 4x4 binary patterns; 800 updates (about 10 s on one CPU thread), held-out classes.
     rng = np.random.default_rng(0)
-    images = noisy_patterns(60, rng)
+    images = patterns(60, rng, size=4, noise=0.0)
     train, test = (ClassSequences(part, family="toy", ways=3, samples=4, augmentation=NO_AUGMENTATION)
                    for part in (images[:40], images[40:]))
     torch.manual_seed(0)
-    model = MANN(64 + 3, 3, MANNConfig(controller_size=48, memory_slots=8, memory_width=16, read_heads=1))
+    model = MANN(16 + 3, 3, MANNConfig(controller_size=48, memory_slots=8, memory_width=16, read_heads=1))
     learner = SequenceLearner(model, alphabet=3, config=SequenceLearnerConfig(optimizer="adam", lr=1e-2))
     held_out = test.episode(test.sample_tasks(300, np.random.default_rng(1)), np.random.default_rng(2))
     before = learner.evaluate(held_out).mean(0)
-    for _ in range(900):
+    for _ in range(800):
         learner.meta_train_step(train.episode(train.sample_tasks(16, rng), rng))
     after = learner.evaluate(held_out).mean(0)
     chance = seen_label_guess(held_out.labels)  # about 0.43, above the 1/3 of a blind guess
     assert before[1] < 0.4
-    assert after[1] > chance + 0.05, (before.tolist(), after.tolist(), chance)
+    assert after[1] > chance + 0.15, (before.tolist(), after.tolist(), chance)  # measured: 0.72
