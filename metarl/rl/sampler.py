@@ -66,8 +66,9 @@ def action_affine(space: gymnasium.spaces.Space, dtype: torch.dtype, device: tor
         raise ValueError(f"the Gaussian policy needs a Box action space, got {space}")
     low, high = space.low.astype(np.float64), space.high.astype(np.float64)
     bounded = np.isfinite(low) & np.isfinite(high)
-    scale = np.where(bounded, (high - low) / 2, 1.0)
-    center = np.where(bounded, (high + low) / 2, 0.0)
+    scale, center = np.ones_like(low), np.zeros_like(low)
+    scale[bounded] = (high[bounded] - low[bounded]) / 2
+    center[bounded] = (high[bounded] + low[bounded]) / 2
     return (torch.as_tensor(scale, dtype=dtype, device=device), torch.as_tensor(center, dtype=dtype, device=device))
 
 
