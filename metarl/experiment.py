@@ -16,12 +16,11 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
-from metarl.checkpoint import load_run
 from metarl.evaluate import EvalResult, evaluate_supervised
 from metarl.maml import MAML, MAMLConfig
 from metarl.models import build_model
 from metarl.tasks import SupervisedTaskDistribution
-from metarl.train import TrainConfig, Trainer, resolve_device
+from metarl.train import TrainConfig, Trainer, reload_run, resolve_device, train_and_evaluate
 
 PERIODIC_EVAL_PART, FINAL_EVAL_PART = "val", "test"
 
@@ -123,21 +122,11 @@ def run_supervised_maml(
     trainer = experiment.trainer()  # checks the run folder before any work is done
     print(f"MAML on {config.family}: {config.train.iterations} iterations on {experiment.device}, "
           f"{'batched (vmap)' if experiment.learner.batched else 'per-task'} path; run folder {config.train.out}")
-    untrained = None
-    if not config.train.resume:
-        untrained = experiment.evaluate(FINAL_EVAL_PART, config.train.final_eval_tasks)
-    trainer.run()
-    trained = experiment.evaluate(FINAL_EVAL_PART, config.train.final_eval_tasks)
-    (Path(config.train.out) / "eval.json").write_text(json.dumps(trained.to_json(), indent=2) + "\n")
+    untrained, trained = train_and_evaluate(
+        trainer, lambda: experiment.evaluate(FINAL_EVAL_PART, config.train.final_eval_tasks))
     return experiment, untrained, trained
 
 
 def load_experiment(path: str | Path, device: str | None = None) -> tuple[SupervisedMAMLExperiment, int]:
     """Rebuild a run from its folder (or its ``checkpoint.pt``) with the trained parameters."""
-    state, saved = load_run(path, method="maml")
-    config = SupervisedMAMLConfig.from_json(saved)
-    if device is not None:
-        config.train.device = device
-    experiment = SupervisedMAMLExperiment(config)
-    experiment.learner.load_state_dict(state["learner"])
-    return experiment, state["step"]
+    return reload_run(path, MAML.method, SupervisedMAMLConfig.from_json, SupervisedMAMLExperiment, device)

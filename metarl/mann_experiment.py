@@ -10,7 +10,6 @@ the weights fixed. It is an :class:`EvalResult` whose ``steps`` are those instan
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -19,14 +18,13 @@ import numpy as np
 import torch
 from torch.utils.tensorboard import SummaryWriter
 
-from metarl.checkpoint import load_run
 from metarl.evaluate import EvalResult
 from metarl.experiment import FINAL_EVAL_PART, PERIODIC_EVAL_PART, FamilyParts
 from metarl.mann import MANNConfig
 from metarl.sequence_learner import SequenceLearner, SequenceLearnerConfig
 from metarl.sequence_models import SEQUENCE_MODELS, build_sequence_model
 from metarl.tasks import SequenceTaskDistribution
-from metarl.train import TrainConfig, Trainer, resolve_device
+from metarl.train import TrainConfig, Trainer, reload_run, resolve_device, train_and_evaluate
 
 
 @dataclass
@@ -128,12 +126,9 @@ def run_mann(config: MANNRunConfig) -> tuple[MANNExperiment, EvalResult | None, 
     trainer = experiment.trainer()  # checks the run folder before any work is done
     print(f"{config.model} on {config.family}: {config.train.iterations} iterations of "
           f"{config.train.meta_batch_size} episodes on {experiment.device}; run folder {config.train.out}")
-    untrained = None if config.train.resume else experiment.evaluate(FINAL_EVAL_PART, config.train.final_eval_tasks)
-    trainer.run()
-    trained = experiment.evaluate(FINAL_EVAL_PART, config.train.final_eval_tasks)
-    out = Path(config.train.out)
-    (out / "eval.json").write_text(json.dumps(trained.to_json(), indent=2) + "\n")
-    with SummaryWriter(str(out / "tensorboard")) as writer:  # the paper's curve: x is the instance number
+    untrained, trained = train_and_evaluate(
+        trainer, lambda: experiment.evaluate(FINAL_EVAL_PART, config.train.final_eval_tasks))
+    with SummaryWriter(str(Path(config.train.out) / "tensorboard")) as writer:  # the paper's curve: x is the instance number
         for instance, accuracy in zip(trained.steps, trained.mean):
             writer.add_scalar("eval/final_accuracy_by_instance", accuracy, instance)
     return experiment, untrained, trained
@@ -141,10 +136,4 @@ def run_mann(config: MANNRunConfig) -> tuple[MANNExperiment, EvalResult | None, 
 
 def load_mann_experiment(path: str | Path, device: str | None = None) -> tuple[MANNExperiment, int]:
     """Rebuild a MANN run from its folder (or its ``checkpoint.pt``) with the trained weights."""
-    state, saved = load_run(path, method=SequenceLearner.method)
-    config = MANNRunConfig.from_json(saved)
-    if device is not None:
-        config.train.device = device
-    experiment = MANNExperiment(config)
-    experiment.learner.load_state_dict(state["learner"])
-    return experiment, state["step"]
+    return reload_run(path, SequenceLearner.method, MANNRunConfig.from_json, MANNExperiment, device)

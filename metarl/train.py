@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from metarl.checkpoint import load_checkpoint, save_checkpoint
+from metarl.checkpoint import load_checkpoint, load_run, save_checkpoint
 from metarl.evaluate import EvalResult
 from metarl.logger import RunLogger
 
@@ -196,3 +196,37 @@ class Trainer:
         finally:
             logger.close()
         return evaluations
+
+
+def train_and_evaluate(
+    trainer: Trainer, final_evaluation: Callable[[], EvalResult]
+) -> tuple[EvalResult | None, EvalResult]:
+    """Run ``trainer`` between two final evaluations and write the second to ``eval.json``.
+
+    Both evaluations use the same protocol and held-out tasks, so the pair shows what training
+    bought; the untrained one is skipped (``None``) when the run is resumed.
+    """
+    untrained = None if trainer.train.resume else final_evaluation()
+    trainer.run()
+    trained = final_evaluation()
+    (trainer.out / "eval.json").write_text(json.dumps(trained.to_json(), indent=2) + "\n")
+    return untrained, trained
+
+
+def reload_run(
+    path: str | Path, method: str, config_from_json: Callable[[dict[str, Any]], Any],
+    build: Callable[[Any], Any], device: str | None = None,
+) -> tuple[Any, int]:
+    """Rebuild an experiment from a run folder (or its ``checkpoint.pt``) with the trained learner.
+
+    ``config_from_json`` turns the saved configuration back into its dataclass, ``build`` makes the
+    experiment (which has a ``learner``); ``device`` overrides the run's own setting. Returns the
+    experiment and the checkpoint's step.
+    """
+    state, saved = load_run(path, method=method)
+    config = config_from_json(saved)
+    if device is not None:
+        config.train.device = device
+    experiment = build(config)
+    experiment.learner.load_state_dict(state["learner"])
+    return experiment, state["step"]

@@ -7,7 +7,6 @@ Environments are named by gymnasium id. ``metarl`` never imports ``envs``; gymna
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -17,14 +16,13 @@ import numpy as np
 import torch
 import tyro
 
-from metarl.checkpoint import load_run
 from metarl.evaluate import EvalResult
 from metarl.models import GaussianMLPPolicy
 from metarl.rl.maml_trpo import MAMLTRPO, MAMLTRPOConfig, RLBatch
 from metarl.rl.parallel import ShardedVectorEnv
 from metarl.rl.sampler import TrajectorySampler
 from metarl.tasks import TaskDistribution
-from metarl.train import TrainConfig, Trainer, resolve_device
+from metarl.train import TrainConfig, Trainer, reload_run, resolve_device, train_and_evaluate
 
 
 @dataclass
@@ -119,22 +117,13 @@ def run_maml_trpo(config: RLConfig) -> tuple[RLExperiment, EvalResult | None, Ev
     trainer = experiment.trainer()
     print(f"MAML-TRPO on {config.env_id}: {config.train.iterations} iterations on {experiment.device}, "
           f"{'batched (vmap)' if experiment.learner.batched else 'per-task'} path; run folder {config.train.out}")
-    untrained = None if config.train.resume else experiment.evaluate(config.train.final_eval_tasks)
-    trainer.run()
-    trained = experiment.evaluate(config.train.final_eval_tasks)
-    (Path(config.train.out) / "eval.json").write_text(json.dumps(trained.to_json(), indent=2) + "\n")
+    untrained, trained = train_and_evaluate(trainer, lambda: experiment.evaluate(config.train.final_eval_tasks))
     return experiment, untrained, trained
 
 
 def load_rl_experiment(path: str | Path, device: str | None = None) -> tuple[RLExperiment, int]:
     """Rebuild a MAML-TRPO run from its folder (or its ``checkpoint.pt``) with the trained policy."""
-    state, saved = load_run(path, method=MAMLTRPO.method)
-    config = RLConfig.from_json(saved)
-    if device is not None:
-        config.train.device = device
-    experiment = RLExperiment(config)
-    experiment.learner.load_state_dict(state["learner"])
-    return experiment, state["step"]
+    return reload_run(path, MAMLTRPO.method, RLConfig.from_json, RLExperiment, device)
 
 
 def locomotion_config(env_id: str, out: str) -> RLConfig:
