@@ -22,7 +22,7 @@ from torch.nn.utils import parameters_to_vector, vector_to_parameters
 from metarl.functional import Params, adapt, parameters_of
 from metarl.rl.gaussian import kl_divergence, log_prob
 from metarl.rl.returns import discounted_returns, gae, linear_baseline, normalize
-from metarl.rl.sampler import Trajectories, TrajectorySampler, stack_params
+from metarl.rl.sampler import Trajectories, TrajectorySampler, policy_per_task, stack_params
 from metarl.rl.trpo import LineSearchResult, backtracking_line_search, conjugate_gradient
 from metarl.tasks import Task
 
@@ -143,17 +143,13 @@ class MAMLTRPO:
         mean, log_std = functional_call(self.policy, params, (observations,))
         return -(log_prob(mean, log_std, actions) * advantages * mask).sum() / mask.sum()
 
-    def _adapt_task(self, params: Params, steps_data: Sequence[PolicyData], lrs: Sequence[float],
-                    first_order: bool) -> Params:
-        for data, lr in zip(steps_data, lrs):
-            params = adapt(params, self._inner_loss, data, 1, lr, first_order, functional=self.batched)
-        return params
-
     def _task_surrogate(self, params: Params, steps_data: Sequence[PolicyData], valid: PolicyData,
                         old_log_prob: Tensor, old_mean: Tensor, old_log_std: Tensor) -> tuple[Tensor, Tensor]:
         """TRPO's surrogate loss and KL for one task, through the adaptation from ``params``."""
-        lrs = [self.config.inner_lr] * len(steps_data)
-        adapted = self._adapt_task(params, steps_data, lrs, self.config.first_order)
+        adapted = params
+        for data in steps_data:
+            adapted = adapt(adapted, self._inner_loss, data, 1, self.config.inner_lr, self.config.first_order,
+                            functional=self.batched)
         observations, actions, advantages, mask = valid
         mean, log_std = functional_call(self.policy, adapted, (observations,))
         ratio = (log_prob(mean, log_std, actions) - old_log_prob).exp()
@@ -213,8 +209,7 @@ class MAMLTRPO:
                                              c.episodes_per_task)
         valid = self.policy_data(valid_episodes)
         with torch.no_grad():
-            old_mean, old_log_std = vmap(lambda p, o: functional_call(self.policy, p, (o,)))(
-                adaptation.params, valid[0])
+            old_mean, old_log_std = policy_per_task(self.policy, adaptation.params, valid[0])
             old_log_prob = log_prob(old_mean, old_log_std, valid[1])
         steps_data = tuple(adaptation.data)
 

@@ -54,6 +54,12 @@ def stack_params(params: Params, tasks: int) -> Params:
     return {name: p.detach().expand(tasks, *p.shape) for name, p in params.items()}
 
 
+def policy_per_task(policy: nn.Module, params: Params, observations: Tensor) -> tuple[Tensor, Tensor]:
+    """``(mean, log_std)`` of each task's policy on its own observations: ``params`` and
+    ``observations`` share a leading task axis."""
+    return vmap(lambda p, o: functional_call(policy, p, (o,)))(params, observations)
+
+
 def action_affine(space: gymnasium.spaces.Space, dtype: torch.dtype, device: torch.device) -> tuple[Tensor, Tensor]:
     """``(scale, center)`` mapping the policy's actions in [-1, 1] onto a bounded ``Box`` action space.
 
@@ -110,7 +116,7 @@ class TrajectorySampler:
 
     def _actions(self, params: Params, observations: Tensor, noise: Tensor) -> Tensor:
         """Sampled actions ``[tasks, episodes, act]``: each task's policy on its own lanes."""
-        mean, log_std = vmap(lambda p, o: functional_call(self.policy, p, (o,)))(params, observations)
+        mean, log_std = policy_per_task(self.policy, params, observations)
         return mean + log_std.exp() * noise
 
     @torch.no_grad()
