@@ -30,7 +30,6 @@ import io
 import json
 import os
 import re
-import tempfile
 import warnings
 import zipfile
 from collections.abc import Iterator
@@ -40,6 +39,7 @@ from pathlib import Path, PurePosixPath
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from supervised.cache import cache_folder, save_npz_atomic
 from supervised.episodes import FewShotClassification
 from supervised.sequences import Augmentation, ClassSequences
 
@@ -224,22 +224,6 @@ def _decode_all(root: Path, image_size: int) -> OmniglotData:
 # Cache
 
 
-def _cache_dir(cache_dir: str | Path | None, root: Path) -> Path:
-    if cache_dir is not None:
-        path = Path(cache_dir).expanduser()
-    elif os.environ.get("METARL_CACHE"):
-        path = Path(os.environ["METARL_CACHE"]).expanduser()
-    else:
-        path = Path.home() / ".cache" / "metarl"
-    resolved, data = path.resolve(), root.resolve()
-    if resolved == data or data in resolved.parents:
-        raise ValueError(
-            f"cache folder {path} is inside the data folder {root}, which is read-only input; "
-            "pass another cache_dir or set METARL_CACHE elsewhere"
-        )
-    return path
-
-
 def _fingerprint(source: Path) -> list[int | str]:
     """Size and mtime of a zip; for a folder, its file count and a hash of every file's path, size and mtime."""
     if source.is_file():
@@ -264,7 +248,7 @@ def _cache_path(root: Path, image_size: int, cache_dir: str | Path | None) -> Pa
         "sets": {name: [source.name, *_fingerprint(source)] for name, source in sources.items()},
     }
     digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
-    return _cache_dir(cache_dir, root) / f"omniglot_{image_size}px_{digest}.npz"
+    return cache_folder(cache_dir, root) / f"omniglot_{image_size}px_{digest}.npz"
 
 
 def _read_cache(path: Path, image_size: int) -> OmniglotData | None:
@@ -283,21 +267,11 @@ def _read_cache(path: Path, image_size: int) -> OmniglotData | None:
 
 
 def _write_cache(path: Path, data: OmniglotData) -> None:
-    """Write atomically (temporary file, then ``os.replace``); warn instead of failing on OSError."""
-    tmp = None
+    """Write atomically (:func:`~supervised.cache.save_npz_atomic`); warn instead of failing on OSError."""
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
-        with os.fdopen(fd, "wb") as file:
-            np.savez(file, images=data.images, characters=np.array(data.characters), background=data.background)
-            file.flush()
-            os.fsync(file.fileno())
-        os.chmod(tmp, 0o644)  # mkstemp makes it private; a cache may be shared
-        os.replace(tmp, path)
+        save_npz_atomic(path, images=data.images, characters=np.array(data.characters), background=data.background)
     except OSError as error:
         warnings.warn(f"could not write the Omniglot cache {path}: {error}", stacklevel=3)
-        if tmp is not None and os.path.exists(tmp):
-            os.unlink(tmp)
 
 
 def load_omniglot(
