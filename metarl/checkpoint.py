@@ -7,6 +7,7 @@ import os
 import pickle
 import tempfile
 import zipfile
+from collections.abc import Collection
 from pathlib import Path
 from typing import Any
 
@@ -39,8 +40,9 @@ def save_checkpoint(path: str | Path, state: dict[str, Any]) -> None:
         raise
 
 
-def load_checkpoint(path: str | Path, method: str | None = None) -> dict[str, Any]:
-    """Read a checkpoint with ``torch.load(weights_only=True)``; refuse anything else."""
+def load_checkpoint(path: str | Path, method: str | Collection[str] | None = None) -> dict[str, Any]:
+    """Read a checkpoint with ``torch.load(weights_only=True)``; refuse anything else, and a checkpoint of a
+    method other than ``method`` (one name, or any of several)."""
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"no checkpoint at {path}")
@@ -52,12 +54,14 @@ def load_checkpoint(path: str | Path, method: str | None = None) -> dict[str, An
         raise CheckpointError(f"{path} is truncated or corrupt: {error}") from None
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise CheckpointError(f"{path} is not a metarl checkpoint (expected format {FORMAT})")
-    if method is not None and state.get("method") != method:
-        raise CheckpointError(f"{path} is a {state.get('method')!r} checkpoint, not {method!r}")
+    expected = {method} if isinstance(method, str) else method
+    if expected is not None and state.get("method") not in expected:
+        wanted = " or ".join(repr(m) for m in sorted(expected))
+        raise CheckpointError(f"{path} is a {state.get('method')!r} checkpoint, not {wanted}")
     return state
 
 
-def load_run(path: str | Path, method: str) -> tuple[dict[str, Any], dict[str, Any]]:
+def load_run(path: str | Path, method: str | Collection[str]) -> tuple[dict[str, Any], dict[str, Any]]:
     """The checkpoint of a run (its folder or its ``checkpoint.pt``) and the run's configuration."""
     path = Path(path)
     state = load_checkpoint(path / "checkpoint.pt" if path.is_dir() else path, method=method)

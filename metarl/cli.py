@@ -1,5 +1,5 @@
-"""The ``metarl`` command: ``metarl evaluate --checkpoint RUN`` re-evaluates a trained run (MAML, MAML-TRPO or
-MANN, by the checkpoint's method)."""
+"""The ``metarl`` command: ``metarl evaluate --checkpoint RUN`` re-evaluates a trained run of any method (MAML,
+Meta-LSTM, nearest neighbour, Matching Networks, MANN, MAML-TRPO), by the checkpoint's method."""
 
 from __future__ import annotations
 

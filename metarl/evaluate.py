@@ -52,19 +52,23 @@ class EvalResult:
         """``"accuracy after 3 steps: 98.12% +- 0.25% (600 tasks)"``, by default after the last step.
 
         When ``protocol["step_kind"]`` is ``"instance"`` the steps are the 1st, 2nd, ... presentation of a
-        class in an episode (MANN), and it reads ``"accuracy at instance 2: ..."``.
+        class in an episode (MANN), and it reads ``"accuracy at instance 2: ..."``; when it is ``"none"``
+        the method does not adapt by steps (metric baselines) and it reads ``"accuracy: ..."``.
         """
         step = self.steps[-1] if step is None else step
         i = self.steps.index(step)
         scale, unit = (100.0, "%") if self.metric == "accuracy" else (1.0, "")
-        where = (f"at instance {step}" if self.protocol.get("step_kind") == "instance"
-                 else f"after {step} step{'s' * (step != 1)}")
-        return (f"{self.metric} {where}: {self.mean[i] * scale:.4g}{unit}"
+        kind = self.protocol.get("step_kind", "step")
+        where = {"instance": f" at instance {step}", "none": ""}.get(kind, f" after {step} step{'s' * (step != 1)}")
+        return (f"{self.metric}{where}: {self.mean[i] * scale:.4g}{unit}"
                 f" +- {self.ci95[i] * scale:.2g}{unit} ({self.tasks} tasks)")
 
     def scalars(self, prefix: str = "eval") -> dict[str, float]:
-        """``{"eval/accuracy_step0": ..., ...}`` (``accuracy_instance1``, ... for instances) for the logger."""
+        """``{"eval/accuracy_step0": ..., ...}`` (``accuracy_instance1``, ... for instances; ``eval/accuracy`` for a
+        method without steps) for the logger."""
         kind = self.protocol.get("step_kind", "step")
+        if kind == "none":
+            return {f"{prefix}/{self.metric}": self.mean[0]}
         return {f"{prefix}/{self.metric}_{kind}{s}": m for s, m in zip(self.steps, self.mean)}
 
 

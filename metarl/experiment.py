@@ -1,4 +1,5 @@
-"""A supervised MAML run, end to end: build it from a JSON configuration, train it, evaluate it.
+"""A supervised few-shot run (MAML, Meta-LSTM, nearest neighbour, Matching Networks), end to end: build it
+from a JSON configuration, train it, evaluate it.
 
 Task families are found through the ``metarl.task_families`` entry-point group (the ``supervised``
 package registers sinusoid and Omniglot there), so ``metarl`` never imports them directly and a
@@ -8,17 +9,20 @@ user's own family plugs in the same way.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from importlib.metadata import entry_points
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import torch
 
 from metarl.evaluate import EvalResult, evaluate_supervised
+from metarl.few_shot import FewShotLearner
 from metarl.maml import MAML, MAMLConfig
-from metarl.models import build_model
+from metarl.meta_lstm import MetaLSTM
+from metarl.metric import MatchingNetwork, NearestNeighbour
 from metarl.tasks import SupervisedTaskDistribution
 from metarl.train import TrainConfig, Trainer, reload_run, resolve_device, train_and_evaluate
 
@@ -50,38 +54,70 @@ class FamilyParts:
         return self._built[key]
 
 
+LEARNERS: dict[str, type[FewShotLearner]] = {
+    learner.method: learner for learner in (MAML, MetaLSTM, NearestNeighbour, MatchingNetwork)
+}
+"""The supervised meta-learners by method name (the name a checkpoint records)."""
+
+
+def learner_class(method: str) -> type[FewShotLearner]:
+    if method not in LEARNERS:
+        raise ValueError(f"unknown supervised method {method!r}; choose one of {sorted(LEARNERS)}")
+    return LEARNERS[method]
+
+
+def method_of(learner_config: Any) -> str:
+    """The method whose configuration dataclass ``learner_config`` is."""
+    for method, learner in LEARNERS.items():
+        if type(learner_config) is learner.Config:
+            return method
+    raise ValueError(f"{type(learner_config).__name__} is not the configuration of a supervised method; "
+                     f"use one of {', '.join(learner.Config.__name__ for learner in LEARNERS.values())}")
+
+
 @dataclass
-class SupervisedMAMLConfig:
-    """Everything that defines a supervised MAML run; saved as the run's ``config.json``."""
+class SupervisedConfig:
+    """Everything that defines a supervised run; saved as the run's ``config.json``.
+
+    The method is given by the type of ``learner``: a :class:`~metarl.maml.MAMLConfig` makes a MAML run,
+    a :class:`~metarl.meta_lstm.MetaLSTMConfig` a Meta-LSTM run, and so on (see :data:`LEARNERS`).
+    """
 
     family: str
     """Task family name (an entry point of metarl.task_families)."""
     task: dict[str, Any]
     """Options of the family's factory (ways, shots, queries, split, ...)."""
     model: dict[str, Any]
-    """Model spec for metarl.models.build_model."""
-    maml: MAMLConfig = field(default_factory=MAMLConfig)
+    """Model spec for metarl.models.build_model (the learner network, or the embedding's backbone)."""
+    learner: Any = field(default_factory=MAMLConfig)
+    """The method's own hyper-parameters (its configuration dataclass)."""
     train: TrainConfig = field(default_factory=TrainConfig)
 
+    @property
+    def method(self) -> str:
+        return method_of(self.learner)
+
     def to_json(self) -> dict[str, Any]:
-        return asdict(self)
+        return {"method": self.method, **asdict(self)}
 
     @classmethod
-    def from_json(cls, data: dict[str, Any]) -> SupervisedMAMLConfig:
-        return cls(family=data["family"], task=data["task"], model=data["model"],
-                   maml=MAMLConfig(**data["maml"]), train=TrainConfig(**data["train"]))
+    def from_json(cls, data: dict[str, Any]) -> SupervisedConfig:
+        learner = learner_class(data["method"]).Config(**data["learner"])
+        return cls(family=data["family"], task=data["task"], model=data["model"], learner=learner,
+                   train=TrainConfig(**data["train"]))
 
 
-class SupervisedMAMLExperiment:
+class SupervisedExperiment:
     """The learner, its task distributions and the evaluation protocol of one configuration."""
 
-    def __init__(self, config: SupervisedMAMLConfig) -> None:
+    def __init__(self, config: SupervisedConfig) -> None:
         self.config = config
         self.device = resolve_device(config.train.device)
         self.parts = FamilyParts(config.family, config.task)
         self.train_distribution = self.distribution("train")
         torch.manual_seed(config.train.seed)
-        self.learner = MAML(build_model(config.model), self.train_distribution.loss, config.maml, self.device)
+        self.learner = learner_class(config.method).create(config.model, self.train_distribution, config.learner,
+                                                           self.device)
 
     def distribution(self, part: str, **task_overrides: Any) -> SupervisedTaskDistribution:
         """The family's distribution over ``part``, built once per set of options."""
@@ -89,11 +125,16 @@ class SupervisedMAMLExperiment:
 
     def evaluate(self, part: str, tasks: int, steps: int | None = None, **task_overrides: Any) -> EvalResult:
         """Metric on ``tasks`` tasks of ``part`` after 0..steps adaptation steps, from a fixed seed."""
-        steps = self.config.maml.eval_inner_steps if steps is None else steps
+        steps = self.learner.eval_steps if steps is None else steps
         options = {**self.config.task, **task_overrides}
+        outputs = self.config.model.get("out_features")
+        if self.learner.adapts and "ways" in task_overrides and outputs is not None and options["ways"] != outputs:
+            raise ValueError(f"{self.config.method} classifies with the model's {outputs}-way output layer; "
+                             f"it cannot be evaluated on {options['ways']}-way tasks (train a {options['ways']}-way "
+                             "model, or use a metric method, whose number of ways is free)")
         seed = self.config.train.seed
-        protocol = {"family": self.config.family, "part": part, "seed": seed, **options,
-                    "inner_lr": self.config.maml.inner_lr, "meta_sgd": self.config.maml.meta_sgd}
+        protocol = {"family": self.config.family, "part": part, "seed": seed, **options, "method": self.config.method,
+                    "learner": asdict(self.config.learner), "step_kind": "step" if self.learner.adapts else "none"}
         return evaluate_supervised(self.learner, self.distribution(part, **task_overrides), tasks, steps,
                                    np.random.default_rng([seed, 1 if part == PERIODIC_EVAL_PART else 2]),
                                    self.config.train.meta_batch_size, protocol)
@@ -102,31 +143,29 @@ class SupervisedMAMLExperiment:
         distribution, size = self.train_distribution, self.config.train.meta_batch_size
         return Trainer(
             self.learner,
-            sample_batch=lambda rng: distribution.episode(distribution.sample_tasks(size, rng), rng),
+            sample_batch=lambda rng: self.learner.training_batch(distribution, size, rng),
             evaluate=lambda tasks: self.evaluate(PERIODIC_EVAL_PART, tasks),
             train=self.config.train,
             run_config=self.config.to_json(),
         )
 
 
-def run_supervised_maml(
-    config: SupervisedMAMLConfig,
-) -> tuple[SupervisedMAMLExperiment, EvalResult | None, EvalResult]:
+def run_supervised(config: SupervisedConfig) -> tuple[SupervisedExperiment, EvalResult | None, EvalResult]:
     """Train, then evaluate on held-out tasks; write ``eval.json``.
 
     Returns the trained experiment and the (untrained, trained) evaluations. Both use the final
-    protocol on the same held-out tasks; the untrained one is made before the first meta-update and
+    protocol on the same held-out tasks; the untrained one is made before the first update and
     is ``None`` when a run is resumed.
     """
-    experiment = SupervisedMAMLExperiment(config)
+    experiment = SupervisedExperiment(config)
     trainer = experiment.trainer()  # checks the run folder before any work is done
-    print(f"MAML on {config.family}: {config.train.iterations} iterations on {experiment.device}, "
-          f"{'batched (vmap)' if experiment.learner.batched else 'per-task'} path; run folder {config.train.out}")
+    print(f"{config.method} on {config.family}: {config.train.iterations} iterations on "
+          f"{experiment.device}; run folder {config.train.out}")
     untrained, trained = train_and_evaluate(
         trainer, lambda: experiment.evaluate(FINAL_EVAL_PART, config.train.final_eval_tasks))
     return experiment, untrained, trained
 
 
-def load_experiment(path: str | Path, device: str | None = None) -> tuple[SupervisedMAMLExperiment, int]:
+def load_experiment(path: str | Path, device: str | None = None) -> tuple[SupervisedExperiment, int]:
     """Rebuild a run from its folder (or its ``checkpoint.pt``) with the trained parameters."""
-    return reload_run(path, MAML.method, SupervisedMAMLConfig.from_json, SupervisedMAMLExperiment, device)
+    return reload_run(path, tuple(LEARNERS), SupervisedConfig.from_json, SupervisedExperiment, device)

@@ -10,15 +10,17 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 from functools import partial
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 from torch.func import vmap
 
+from metarl.few_shot import sample_episode
 from metarl.functional import LOSSES, LearningRate, Params, adapt, forward, metric_of_loss, parameters_of, score
-from metarl.models import vmap_safe_norm
-from metarl.tasks import Episode
+from metarl.models import build_model, vmap_safe_norm
+from metarl.tasks import Episode, SupervisedTaskDistribution
 
 
 @dataclass
@@ -69,7 +71,9 @@ class MAML:
     meta-optimiser (Adam), so the trainer only calls :meth:`meta_train_step` and :meth:`evaluate`.
     """
 
-    method = "maml"
+    method: ClassVar[str] = "maml"
+    Config: ClassVar[type] = MAMLConfig
+    adapts: ClassVar[bool] = True
 
     def __init__(self, model: nn.Module, loss: str, config: MAMLConfig | None = None, device: str | torch.device = "cpu"):
         if loss not in LOSSES:
@@ -92,6 +96,19 @@ class MAML:
             self.batched = choose_batched(self.model, self.device)
         else:
             self.batched = self.config.path == "batched"
+
+    @classmethod
+    def create(cls, model: dict[str, Any], distribution: SupervisedTaskDistribution, config: MAMLConfig,
+               device: torch.device) -> MAML:
+        """MAML of the model ``model`` specifies, with the distribution's loss."""
+        return cls(build_model(model), distribution.loss, config, device)
+
+    @property
+    def eval_steps(self) -> int:
+        return self.config.eval_inner_steps
+
+    def training_batch(self, distribution: SupervisedTaskDistribution, size: int, rng: np.random.Generator) -> Episode:
+        return sample_episode(distribution, size, rng)
 
     # --- the two pieces every path shares -------------------------------------------------------
     def _support_loss(self, params: Params, data: tuple[Tensor, Tensor]) -> Tensor:

@@ -78,25 +78,40 @@ class MLP(nn.Sequential):
         super().__init__(*layers)
 
 
+NORMS: dict[str, type[nn.Module]] = {"task": TaskBatchNorm2d, "running": nn.BatchNorm2d}
+"""Conv4's batch norms by name: the current batch's statistics (MAML), or ordinary running statistics."""
+
+
 class Conv4(nn.Module):
     """Four blocks of [3x3 conv, batch norm, ReLU, 2x2 max-pool] and a linear classifier.
 
     The few-shot image backbone of Vinyals et al. (2016), used by MAML with 64 filters on Omniglot
-    and 32 on Mini-ImageNet. ``image_size`` fixes the classifier's input width.
+    and 32 on Mini-ImageNet. ``image_size`` fixes the classifier's input width. ``features`` is the
+    trunk (the flattened output of the last block), ``classifier`` the final linear layer.
+
+    ``norm`` picks the batch norm: ``"task"`` (the default) is :class:`TaskBatchNorm2d`, always the
+    statistics of the batch it is given, as MAML needs; ``"running"`` is an ordinary ``nn.BatchNorm2d``
+    (batch statistics in training mode, running averages in eval mode), for a network trained as an
+    ordinary classifier and evaluated one example at a time (the nearest-neighbour and Matching Network
+    baselines, :mod:`metarl.metric`). Its running averages are buffers that change in place, so it is
+    not for MAML's functional (``vmap``) path.
     """
 
     def __init__(
-        self, in_channels: int, out_features: int, hidden: int = 64, image_size: int = 28, blocks: int = 4
+        self, in_channels: int, out_features: int, hidden: int = 64, image_size: int = 28, blocks: int = 4,
+        norm: str = "task",
     ) -> None:
         super().__init__()
         if image_size >> blocks < 1:
             raise ValueError(f"image_size {image_size} is too small for {blocks} pooling blocks")
+        if norm not in NORMS:
+            raise ValueError(f"unknown norm {norm!r}; choose one of {sorted(NORMS)}")
         layers: list[nn.Module] = []
         channels = in_channels
         for _ in range(blocks):
             layers += [
                 nn.Conv2d(channels, hidden, kernel_size=3, padding=1),
-                TaskBatchNorm2d(hidden),
+                NORMS[norm](hidden),
                 nn.ReLU(),
                 nn.MaxPool2d(2),
             ]

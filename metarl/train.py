@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -214,7 +214,7 @@ def train_and_evaluate(
 
 
 def reload_run(
-    path: str | Path, method: str, config_from_json: Callable[[dict[str, Any]], Any],
+    path: str | Path, method: str | Collection[str], config_from_json: Callable[[dict[str, Any]], Any],
     build: Callable[[Any], Any], device: str | None = None,
 ) -> tuple[Any, int]:
     """Rebuild an experiment from a run folder (or its ``checkpoint.pt``) with the trained learner.

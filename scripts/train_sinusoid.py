@@ -10,7 +10,7 @@ from pathlib import Path
 
 import tyro
 
-from metarl.experiment import SupervisedMAMLConfig, run_supervised_maml
+from metarl.experiment import SupervisedConfig, run_supervised
 from metarl.maml import MAMLConfig
 from metarl.train import TrainConfig
 from supervised.sinusoid import make_sinusoid
@@ -35,14 +35,14 @@ class Args:
 
 
 def main(args: Args) -> None:
-    config = SupervisedMAMLConfig(
+    config = SupervisedConfig(
         family="sinusoid",
         task={"shots": args.shots, "queries": args.queries},
         model={"name": "mlp", "sizes": [1, *args.hidden, 1]},
-        maml=args.maml,
+        learner=args.maml,
         train=args.train,
     )
-    experiment, untrained, trained = run_supervised_maml(config)
+    experiment, untrained, trained = run_supervised(config)
     out = Path(args.train.out)
     print(f"held-out tasks, post-adaptation MSE after {trained.steps[-1]} steps ({trained.tasks} tasks):")
     if untrained is not None:

@@ -121,6 +121,34 @@ class FewShotClassification:
             for _ in range(n)
         ]
 
+    def _as_float(self, picked: np.ndarray) -> np.ndarray:
+        """``uint8`` images ``[..., H, W]`` (greyscale) or ``[..., H, W, 3]`` (colour) as ``float32``
+        ``[..., C, H, W]`` in ``[0, 1]``: the layout of every batch this distribution hands out."""
+        if self.images.ndim == 4:
+            picked = picked[..., None, :, :]  # greyscale: add the channel axis
+        else:
+            picked = np.moveaxis(picked, -1, -3)  # colour: channels before H, W
+        x = picked.astype(np.float32)
+        x /= np.float32(255)
+        return x
+
+    def class_batch(self, size: int, rng: np.random.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        """``size`` distinct random images of all classes and their global class indices.
+
+        What an ordinary classifier over every class of this distribution trains on (the pre-trained
+        baselines of Ravi & Larochelle 2017): images ``float32 [size, C, H, W]`` in ``[0, 1]``, laid out
+        as in :meth:`episode`, and labels ``int64 [size]`` in ``0..num_classes - 1`` (the index into
+        ``images``, not a per-task label). Images are drawn uniformly without replacement, so every class
+        is equally likely (all classes have the same number of examples).
+        """
+        size = check_int("size", size)
+        num_classes, per_class = self.images.shape[:2]
+        if not 1 <= size <= num_classes * per_class:
+            raise ValueError(f"size must be in 1..{num_classes * per_class} (the number of images), got {size}")
+        classes, examples = np.divmod(rng.choice(num_classes * per_class, size, replace=False), per_class)
+        x = self._as_float(self.images[classes, examples])
+        return torch.from_numpy(np.ascontiguousarray(x)), torch.from_numpy(classes.astype(np.int64))
+
     def episode(self, tasks: Sequence[Task], rng: np.random.Generator) -> Episode:
         """Support and query sets for ``tasks``: per class, ``shots + queries`` distinct random examples.
 
@@ -132,14 +160,8 @@ class FewShotClassification:
         draws = self.shots + self.queries
         # A random permutation of each class's examples, cut to the first `draws`: sampling without replacement.
         examples = np.argsort(rng.random((num_tasks, self.ways, per_class)), axis=-1)[..., :draws]
-        picked = self.images[classes[:, :, None], examples]  # [T, ways, draws, H, W(, 3)]
-        if picked.ndim == 5:
-            picked = picked[:, :, :, None]  # greyscale: add the channel axis
-        else:
-            picked = np.moveaxis(picked, -1, 3)  # colour: channels before H, W
         # Converted and split in numpy (faster than torch for these small copies), then wrapped.
-        x = picked.astype(np.float32)
-        x /= np.float32(255)
+        x = self._as_float(self.images[classes[:, :, None], examples])  # [T, ways, draws, C, H, W]
         support_x = x[:, :, : self.shots].reshape(num_tasks, self.ways * self.shots, *x.shape[3:])
         query_x = x[:, :, self.shots :].reshape(num_tasks, self.ways * self.queries, *x.shape[3:])
         labels = np.arange(self.ways, dtype=np.int64)

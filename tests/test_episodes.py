@@ -185,3 +185,30 @@ def test_episode_rejects_foreign_or_out_of_range_tasks() -> None:
         dist.episode([Task("toy", {"classes": [3, 3]})], rng)
     with pytest.raises(ValueError, match="at least one task"):
         dist.episode([], rng)
+
+
+def test_class_batch_gives_distinct_images_with_their_global_class() -> None:
+    dist = make()
+    x, y = dist.class_batch(40, np.random.default_rng(8))
+    assert x.shape == (40, 1, SIZE, SIZE) and x.dtype == torch.float32
+    assert y.shape == (40,) and y.dtype == torch.int64
+    ids = image_ids(x[None])[0]  # the same float layout as an episode's images
+    assert len(set(ids.tolist())) == 40  # no image twice in a batch
+    assert torch.equal(y, torch.from_numpy(ids // PER_CLASS))  # the label is the image's class in `images`
+    x2, y2 = dist.class_batch(40, np.random.default_rng(8))
+    assert torch.equal(x, x2) and torch.equal(y, y2)
+    whole, labels = dist.class_batch(CLASSES * PER_CLASS, np.random.default_rng(9))
+    assert sorted(image_ids(whole[None])[0].tolist()) == list(range(CLASSES * PER_CLASS))
+    assert (torch.bincount(labels, minlength=CLASSES) == PER_CLASS).all()  # every class, equally often
+    with pytest.raises(ValueError, match="size must be in"):
+        dist.class_batch(CLASSES * PER_CLASS + 1, np.random.default_rng(0))
+
+
+def test_class_batch_colour_images_are_channels_first() -> None:
+    images = np.zeros((6, 8, 4, 5, 3), dtype=np.uint8)
+    images[..., 0], images[..., 1], images[..., 2] = 10, 20, 30
+    dist = FewShotClassification(images, family="toy", ways=3, shots=2, queries=1)
+    x, _ = dist.class_batch(7, np.random.default_rng(0))
+    assert x.shape == (7, 3, 4, 5)
+    for channel, value in enumerate((10, 20, 30)):
+        assert torch.allclose(x[:, channel], torch.tensor(value / 255))

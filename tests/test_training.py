@@ -24,7 +24,7 @@ def test_sinusoid_script_resume_matches_uninterrupted_run(tmp_path):
     assert (resumed / "adaptation.png").stat().st_size > 10_000 and "adaptation.png" in out.stdout
     assert list((resumed / "tensorboard").glob("events.out.tfevents.*"))
     config = json.loads((resumed / "config.json").read_text())
-    assert config["maml"]["inner_lr"] == 0.01 and config["train"]["meta_batch_size"] == 5
+    assert config["method"] == "maml" and config["learner"]["inner_lr"] == 0.01 and config["train"]["meta_batch_size"] == 5
 
 
 def test_resume_refuses_a_changed_configuration_and_a_fresh_run_refuses_an_existing_folder(tmp_path):
@@ -32,7 +32,7 @@ def test_resume_refuses_a_changed_configuration_and_a_fresh_run_refuses_an_exist
     run("scripts/train_sinusoid.py", "--out", str(out), "--iterations", "20", "--no-plot", *TINY_SINUSOID)
     changed = run("scripts/train_sinusoid.py", "--out", str(out), "--iterations", "40", "--resume", "--no-plot",
                   "--inner-lr", "0.02", *TINY_SINUSOID, check=False)
-    assert changed.returncode != 0 and "maml.inner_lr" in changed.stderr
+    assert changed.returncode != 0 and "learner.inner_lr" in changed.stderr
     again = run("scripts/train_sinusoid.py", "--out", str(out), "--iterations", "20", "--no-plot", *TINY_SINUSOID,
                 check=False)
     assert again.returncode != 0 and "--resume" in again.stderr
