@@ -208,7 +208,10 @@ class MetaLSTM:
         return forward(self.model, self.layout.unflatten(theta), x)
 
     def _loss_and_grad(self, theta: Tensor, x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
-        """The learner's loss at ``theta`` and its gradient, both constants for the meta-learner."""
+        """The learner's (mean) loss at ``theta`` and its gradient, both constants for the meta-learner.
+
+        markdtw/meta-learner-lstm-pytorch divides this gradient by the batch size once more; we do not.
+        """
         with torch.enable_grad():
             point = theta.detach().requires_grad_()
             loss = LOSSES[self.loss](self._predict(point, x), y)
