@@ -13,6 +13,7 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
+import torch.utils.checkpoint
 from torch import Tensor, nn
 from torch.func import functional_call, grad
 
@@ -88,6 +89,7 @@ def adapt(
     lr: LearningRate,
     first_order: bool = False,
     functional: bool = True,
+    checkpoint: bool = False,
 ) -> Params:
     """``steps`` steps of gradient descent on ``loss_fn(params, data)``, starting from ``params``.
 
@@ -96,10 +98,19 @@ def adapt(
     inner gradients as constants (Finn et al. 2017, section 5.2): the result still depends on
     ``params`` and ``lr`` through the update, but not through the gradients themselves.
     ``functional`` must be True inside ``vmap`` (see :func:`loss_gradient`).
+    ``checkpoint`` recomputes each step in the backward pass instead of keeping its activations
+    (gradient checkpointing); it needs the autograd path (``functional=False``), because ``torch.func``
+    transforms do not run under the saved-tensor hooks that checkpointing uses.
     """
     if steps < 0:
         raise ValueError(f"the number of inner steps must be >= 0, got {steps}")
+    if checkpoint and functional:
+        raise ValueError("checkpointed inner steps need functional=False (torch.func.grad cannot be checkpointed)")
+
+    def step(current: Params) -> Params:
+        grads = loss_gradient(loss_fn, current, data, create_graph=not first_order, functional=functional)
+        return sgd_step(current, grads, lr)
+
     for _ in range(steps):
-        grads = loss_gradient(loss_fn, params, data, create_graph=not first_order, functional=functional)
-        params = sgd_step(params, grads, lr)
+        params = torch.utils.checkpoint.checkpoint(step, params, use_reentrant=False) if checkpoint else step(params)
     return params

@@ -14,9 +14,11 @@ from typing import Any, ClassVar, Literal
 
 import numpy as np
 import torch
+import torch.utils.checkpoint
 from torch import Tensor, nn
 from torch.func import vmap
 
+from metarl import distributed
 from metarl.few_shot import sample_episode
 from metarl.functional import LOSSES, LearningRate, Params, adapt, forward, metric_of_loss, parameters_of, score
 from metarl.models import build_model, vmap_safe_norm
@@ -41,6 +43,10 @@ class MAMLConfig:
     """Adam step size of the outer (meta) update (beta in the paper)."""
     path: Literal["auto", "batched", "per_task"] = "auto"
     """How the meta-batch is computed: vmap over tasks, a per-task loop, or the faster for the device."""
+    checkpoint_steps: bool = False
+    """Gradient checkpointing of the inner steps: keep only each step's parameters and recompute its
+    activations in the backward pass, so memory no longer grows with every step's activations (about one
+    more forward and inner gradient per step)."""
 
     def __post_init__(self) -> None:
         if self.inner_lr <= 0 or self.meta_lr <= 0:
@@ -132,9 +138,37 @@ class MAML:
             self.inner_lr,
             self.config.first_order,
             functional=self.batched,
+            checkpoint=self.config.checkpoint_steps and not self.batched,
         )
-        prediction = forward(self.model, adapted, query_x)
+        return self._query_objective(adapted, query_x, query_y)
+
+    def _query_objective(self, params: Params, query_x: Tensor, query_y: Tensor) -> tuple[Tensor, Tensor]:
+        prediction = forward(self.model, params, query_x)
         return LOSSES[self.loss](prediction, query_y), score(self.loss, prediction.detach(), query_y)
+
+    def _checkpointed_batched_objective(
+        self, params: Params, support_x: Tensor, support_y: Tensor, query_x: Tensor, query_y: Tensor
+    ) -> tuple[Tensor, Tensor]:
+        """The batched path with gradient checkpointing: query losses and metrics ``[tasks]``.
+
+        ``torch.func.grad`` cannot run under non-reentrant checkpointing, so each inner step over all tasks
+        (a ``vmap``) is one reentrant checkpoint; the meta-gradient must then come from ``.backward()``.
+        """
+        names = list(params)
+
+        def one_task_step(x: Tensor, y: Tensor, *task_params: Tensor) -> tuple[Tensor, ...]:
+            stepped = adapt(dict(zip(names, task_params)), self._support_loss, (x, y), 1, self.inner_lr,
+                            self.config.first_order)
+            return tuple(stepped.values())
+
+        def step(*batched: Tensor) -> tuple[Tensor, ...]:
+            with vmap_safe_norm(self.model, True):  # also when recomputed in the backward pass
+                return vmap(one_task_step)(support_x, support_y, *batched)
+
+        batched = tuple(p.expand(support_x.shape[0], *p.shape) for p in params.values())
+        for _ in range(self.config.inner_steps):
+            batched = torch.utils.checkpoint.checkpoint(step, *batched, use_reentrant=True)
+        return vmap(self._query_objective)(dict(zip(names, batched)), query_x, query_y)
 
     # --- meta-training ----------------------------------------------------------------------------
     def meta_backward(self, episode: Episode) -> dict[str, float]:
@@ -142,7 +176,10 @@ class MAML:
         params = parameters_of(self.model)
         tensors = episode.to(self.device).tensors()
         with vmap_safe_norm(self.model, self.batched):  # per call, and restored: the model may be shared
-            if self.batched:
+            if self.batched and self.config.checkpoint_steps:
+                losses, scores = self._checkpointed_batched_objective(params, *tensors)
+                losses.mean().backward()
+            elif self.batched:
                 losses, scores = vmap(self._task_objective, in_dims=(None, 0, 0, 0, 0))(params, *tensors)
                 losses.mean().backward()
             else:
@@ -155,11 +192,18 @@ class MAML:
         return {"query_loss": losses.mean().item(), f"query_{self.metric}": scores.mean().item()}
 
     def meta_train_step(self, episode: Episode) -> dict[str, float]:
-        """One meta-update (Adam) on the mean post-adaptation query loss of the episode's tasks."""
+        """One meta-update (Adam) on the mean post-adaptation query loss of the episode's tasks.
+
+        Under torchrun each process back-propagates its share of the tasks and the shares' gradients are
+        summed (:mod:`metarl.distributed`) before the update, so every process takes the one-process step.
+        """
+        shard = distributed.task_shard(episode.num_tasks)
         self.optimizer.zero_grad(set_to_none=True)
-        metrics = self.meta_backward(episode)
+        metrics = self.meta_backward(_tasks(episode, shard.slice))
+        distributed.all_reduce_gradients((p for group in self.optimizer.param_groups for p in group["params"]),
+                                         shard.weight)
         self.optimizer.step()
-        return metrics
+        return distributed.mean_metrics(metrics, shard.weight)
 
     # --- meta-testing ----------------------------------------------------------------------------
     def adapt(self, support_x: Tensor, support_y: Tensor, steps: int | None = None) -> Params:
@@ -192,8 +236,15 @@ class MAML:
         return torch.stack(curve)
 
     def evaluate(self, episode: Episode, steps: int | None = None) -> Tensor:
-        """Per-task query metric after 0..``steps`` adaptation steps, shape ``[tasks, steps + 1]``."""
+        """Per-task query metric after 0..``steps`` adaptation steps, shape ``[tasks, steps + 1]``.
+
+        Under torchrun each process adapts to its share of the tasks and every process gets all the rows.
+        """
         steps = self.config.eval_inner_steps if steps is None else steps
+        return distributed.gather_over_tasks(lambda part: self._evaluate_tasks(_tasks(episode, part), steps),
+                                             episode.num_tasks)
+
+    def _evaluate_tasks(self, episode: Episode, steps: int) -> Tensor:
         params = {name: p.detach() for name, p in parameters_of(self.model).items()}
         tensors = episode.to(self.device).tensors()
         curve = partial(self._adaptation_curve, params, steps)
@@ -219,3 +270,8 @@ class MAML:
             for name, lr in state["inner_lrs"].items():
                 self.inner_lrs[name].copy_(lr)
         self.optimizer.load_state_dict(state["optimizer"])
+
+
+def _tasks(episode: Episode, part: slice) -> Episode:
+    """The tasks ``part`` of an episode (views, no copy)."""
+    return Episode(*(t[part] for t in episode.tensors()))

@@ -47,10 +47,12 @@ def conv_episode(tasks=3, ways=3, shots=2, queries=2):
 @pytest.mark.parametrize("steps,first_order", [(1, False), (2, False), (2, True)])
 @pytest.mark.parametrize("path", ["batched", "per_task"])
 @pytest.mark.parametrize("meta_sgd", [False, True], ids=["fixed-lr", "meta-sgd"])
-def test_meta_gradient_matches_autograd_reference(make, steps, first_order, path, meta_sgd):
+@pytest.mark.parametrize("checkpoint", [False, True], ids=["", "checkpointed"])
+def test_meta_gradient_matches_autograd_reference(make, steps, first_order, path, meta_sgd, checkpoint):
     torch.manual_seed(0)
     model, loss, episode = make()
-    config = MAMLConfig(inner_lr=0.1, inner_steps=steps, first_order=first_order, meta_sgd=meta_sgd, path=path)
+    config = MAMLConfig(inner_lr=0.1, inner_steps=steps, first_order=first_order, meta_sgd=meta_sgd, path=path,
+                        checkpoint_steps=checkpoint)
     maml = MAML(model, loss, config)
     if meta_sgd:  # distinct per-element step sizes, so a wrong broadcast would show
         with torch.no_grad():

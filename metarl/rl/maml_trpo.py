@@ -19,6 +19,7 @@ from torch import Tensor, nn
 from torch.func import functional_call, vmap
 from torch.nn.utils import parameters_to_vector, vector_to_parameters
 
+from metarl import distributed
 from metarl.functional import Params, adapt, parameters_of
 from metarl.rl.gaussian import kl_divergence, log_prob
 from metarl.rl.returns import discounted_returns, gae, linear_baseline, normalize
@@ -87,14 +88,31 @@ class MAMLTRPOConfig:
 
 @dataclass
 class RLBatch:
-    """One meta-batch: the tasks and the seed of every sampling made for them."""
+    """One meta-batch: the tasks and the seed of every sampling made for them.
+
+    A batch may be one process's share of a meta-batch (:meth:`shard`): its tasks are tasks ``first_task``
+    onwards of ``batch_size``, and they are sampled as they are in the whole meta-batch.
+    """
 
     tasks: list[Task]
     seed: int
+    first_task: int = 0
+    """Index of ``tasks[0]`` in the meta-batch."""
+    batch_size: int | None = None
+    """Tasks in the meta-batch (None: all of them are here)."""
 
     def sampling_seed(self, index: int) -> int:
         """A distinct seed for the ``index``-th sampling of this batch (inner steps, then the meta-objective)."""
         return int(np.random.SeedSequence([self.seed, index]).generate_state(1)[0] >> 1)
+
+    def shard(self, part: slice) -> RLBatch:
+        """The tasks ``part`` of this (whole) meta-batch."""
+        return RLBatch(self.tasks[part], self.seed, part.start, len(self.tasks))
+
+    @property
+    def share(self) -> float:
+        """This batch's fraction of the meta-batch's tasks."""
+        return 1.0 if self.batch_size is None else len(self.tasks) / self.batch_size
 
 
 @dataclass
@@ -185,12 +203,17 @@ class MAMLTRPO:
         adapted = self._over_tasks(one, (0, 0, 0, 0, 0), params, *data)
         return {k: v.detach() for k, v in adapted.items()}
 
+    def _sample(self, params: Params, batch: RLBatch, index: int, episodes_per_task: int) -> Trajectories:
+        """The batch's ``index``-th sampling, with one parameter set per task."""
+        return self.sampler.sample(params, batch.tasks, batch.sampling_seed(index), episodes_per_task,
+                                   batch.first_task, batch.batch_size)
+
     def _adapt_by_sampling(self, params: Params, batch: RLBatch, lrs: Sequence[float],
                            episodes_per_task: int) -> _Adaptation:
         """Alternate sampling and one inner step per entry of ``lrs``, from the shared ``params``."""
         result = _Adaptation(params=stack_params(params, len(batch.tasks)))
         for index, lr in enumerate(lrs):
-            episodes = self.sampler.sample(result.params, batch.tasks, batch.sampling_seed(index), episodes_per_task)
+            episodes = self._sample(result.params, batch, index, episodes_per_task)
             data = self.policy_data(episodes)
             result.params = self._step_all(result.params, data, lr)
             result.data.append(data)
@@ -200,13 +223,15 @@ class MAMLTRPO:
     # --- meta-training -----------------------------------------------------------------------------
     def meta_objective(self, batch: RLBatch) -> MetaObjective:
         """Sample and adapt for every task, sample again with the adapted policies, and return TRPO's
-        surrogate loss and KL as a function of the policy's current parameters."""
+        surrogate loss and KL as a function of the policy's current parameters.
+
+        For a share of a meta-batch (:meth:`RLBatch.shard`) they are the share's part of the meta-batch's
+        means (the means over its tasks times :attr:`RLBatch.share`), which add up over the shares."""
         c = self.config
         params = parameters_of(self.policy)
         detached = {k: v.detach() for k, v in params.items()}
         adaptation = self._adapt_by_sampling(detached, batch, [c.inner_lr] * c.inner_steps, c.episodes_per_task)
-        valid_episodes = self.sampler.sample(adaptation.params, batch.tasks, batch.sampling_seed(c.inner_steps),
-                                             c.episodes_per_task)
+        valid_episodes = self._sample(adaptation.params, batch, c.inner_steps, c.episodes_per_task)
         valid = self.policy_data(valid_episodes)
         with torch.no_grad():
             old_mean, old_log_std = policy_per_task(self.policy, adaptation.params, valid[0])
@@ -216,22 +241,28 @@ class MAMLTRPO:
         def surrogate() -> tuple[Tensor, Tensor]:
             losses, kls = self._over_tasks(self._task_surrogate, (None, 0, 0, 0, 0, 0), params, steps_data, valid,
                                            old_log_prob, old_mean, old_log_std)
-            return losses.mean(), kls.mean()
+            return losses.mean() * batch.share, kls.mean() * batch.share
 
         return MetaObjective(surrogate, params, adaptation.episodes, valid_episodes)
 
     def _trpo_step(self, objective: MetaObjective) -> tuple[float, LineSearchResult]:
-        """One natural-gradient step on the surrogate within the KL bound; returns the loss before it."""
+        """One natural-gradient step on the surrogate within the KL bound; returns the loss before it.
+
+        Under torchrun the objective is this process's share: the gradient, every Fisher-vector product and
+        the line search's losses and KLs are summed over the processes, so all take the same step.
+        """
         c = self.config
         names = list(objective.params)
         leaves = [objective.params[n] for n in names]
         loss, kl = objective.surrogate()
-        flat_grad = torch.cat([g.reshape(-1) for g in torch.autograd.grad(loss, leaves, retain_graph=True)])
+        flat_grad = distributed.all_reduce_sum(
+            torch.cat([g.reshape(-1) for g in torch.autograd.grad(loss, leaves, retain_graph=True)]))
         flat_kl_grad = torch.cat([g.reshape(-1) for g in torch.autograd.grad(kl, leaves, create_graph=True)])
+        old_loss = distributed.all_reduce_sum(loss.detach().clone()).item()
 
         def fisher_vector(vector: Tensor) -> Tensor:
             products = torch.autograd.grad(flat_kl_grad @ vector, leaves, retain_graph=True)
-            return torch.cat([p.reshape(-1) for p in products]) + c.cg_damping * vector
+            return distributed.all_reduce_sum(torch.cat([p.reshape(-1) for p in products])) + c.cg_damping * vector
 
         direction = conjugate_gradient(fisher_vector, -flat_grad.detach(), c.cg_iterations)
         curvature = direction @ fisher_vector(direction)
@@ -241,44 +272,57 @@ class MAMLTRPO:
         def evaluate(vector: Tensor) -> tuple[float, float]:
             with torch.no_grad():
                 vector_to_parameters(vector, leaves)
-                new_loss, new_kl = objective.surrogate()
-            return new_loss.item(), new_kl.item()
+                new_loss, new_kl = distributed.all_reduce_sum(torch.stack(objective.surrogate())).tolist()
+            return new_loss, new_kl
 
-        new_vector, search = backtracking_line_search(evaluate, old_vector, full_step.detach(), loss.item(),
+        new_vector, search = backtracking_line_search(evaluate, old_vector, full_step.detach(), old_loss,
                                                       c.max_kl, c.line_search_steps, c.line_search_ratio)
         with torch.no_grad():
             vector_to_parameters(new_vector, leaves)
-        return loss.item(), search
+        return old_loss, search
 
     def meta_train_step(self, batch: RLBatch) -> dict[str, float]:
-        """Sample, adapt, sample again with the adapted policies, and take one TRPO step."""
-        objective = self.meta_objective(batch)
+        """Sample, adapt, sample again with the adapted policies, and take one TRPO step.
+
+        Under torchrun each process samples and adapts for its share of the tasks (:mod:`metarl.distributed`).
+        """
+        shard = distributed.task_shard(len(batch.tasks))
+        objective = self.meta_objective(batch.shard(shard.slice))
         loss, search = self._trpo_step(objective)
         sampled = [*objective.inner_episodes, objective.valid_episodes]
-        return {
+        measured = distributed.mean_metrics({
             "return_before": sampled[0].episode_returns().mean().item(),
             "return_after": objective.valid_episodes.episode_returns().mean().item(),
+            "perf/env_steps_per_second": sum(e.env_steps for e in sampled) / sum(e.seconds for e in sampled),
+        }, shard.weight)
+        return {
+            "return_before": measured["return_before"],
+            "return_after": measured["return_after"],
             "surrogate_loss": loss,
             "surrogate_improvement": loss - search.loss,
             "kl": search.kl,
             "line_search_steps": float(search.steps),
             "line_search_accepted": float(search.accepted),
-            "perf/env_steps_per_second": sum(e.env_steps for e in sampled) / sum(e.seconds for e in sampled),
+            "perf/env_steps_per_second": measured["perf/env_steps_per_second"],
         }
 
     # --- meta-testing ------------------------------------------------------------------------------
     def evaluate(self, batch: RLBatch, steps: int | None = None) -> Tensor:
         """Mean episode return of each task after 0..``steps`` adaptation steps, ``[tasks, steps + 1]``.
 
-        The first step uses ``inner_lr`` and later ones ``eval_inner_lr`` (the paper's protocol).
+        The first step uses ``inner_lr`` and later ones ``eval_inner_lr`` (the paper's protocol). Under
+        torchrun each process adapts to its share of the tasks and every process gets all the rows.
         """
+        steps = self.config.eval_inner_steps if steps is None else steps
+        return distributed.gather_over_tasks(lambda part: self._evaluate_tasks(batch.shard(part), steps),
+                                             len(batch.tasks))
+
+    def _evaluate_tasks(self, batch: RLBatch, steps: int) -> Tensor:
         c = self.config
-        steps = c.eval_inner_steps if steps is None else steps
         lrs = [c.inner_lr, *[c.eval_inner_lr] * (steps - 1)][:steps]
         detached = {k: v.detach() for k, v in parameters_of(self.policy).items()}
         adaptation = self._adapt_by_sampling(detached, batch, lrs, c.eval_episodes_per_task)
-        final = self.sampler.sample(adaptation.params, batch.tasks, batch.sampling_seed(steps),
-                                    c.eval_episodes_per_task)
+        final = self._sample(adaptation.params, batch, steps, c.eval_episodes_per_task)
         curve = [e.episode_returns().mean(dim=1) for e in [*adaptation.episodes, final]]
         return torch.stack(curve, dim=1).cpu()
 

@@ -120,20 +120,27 @@ class TrajectorySampler:
         return mean + log_std.exp() * noise
 
     @torch.no_grad()
-    def sample(self, params: Params, tasks: Sequence[Task], seed: int, episodes_per_task: int | None = None
-               ) -> Trajectories:
+    def sample(self, params: Params, tasks: Sequence[Task], seed: int, episodes_per_task: int | None = None,
+               first_task: int = 0, batch_size: int | None = None) -> Trajectories:
         """Run one batch of episodes; ``params`` holds one parameter set per task on a leading axis
         (:func:`stack_params` gives every task the same one).
 
         ``seed`` seeds the environments' resets (lane ``i`` gets ``seed + i``) and the action noise,
         so the same seed, tasks and parameters give the same trajectories. ``episodes_per_task``
         overrides the sampler's own count for this call (evaluation may use more episodes).
+
+        ``tasks`` may be a part of a meta-batch (one process's share, :mod:`metarl.distributed`): tasks
+        ``first_task`` onwards of ``batch_size`` tasks. Their lanes then get the seeds and the action noise
+        they have when the whole meta-batch is sampled with ``seed``, so they get the same trajectories.
         """
         tasks = list(tasks)
         n_tasks = len(tasks)
         per_task = self.episodes_per_task if episodes_per_task is None else episodes_per_task
         if per_task < 1:
             raise ValueError(f"episodes_per_task must be >= 1, got {per_task}")
+        batch_size = n_tasks if batch_size is None else batch_size
+        if first_task < 0 or first_task + n_tasks > batch_size:
+            raise ValueError(f"tasks {first_task} to {first_task + n_tasks} are not part of a batch of {batch_size}")
         lanes = n_tasks * per_task
         if any(p.shape[0] != n_tasks for p in params.values()):
             raise ValueError(f"params must have a leading axis of {n_tasks} tasks (see stack_params)")
@@ -143,14 +150,15 @@ class TrajectorySampler:
         scale, center = action_affine(env.single_action_space, self.policy.log_std.dtype, self.device)
         generator = torch.Generator(device=self.device).manual_seed(seed)
         started = time.perf_counter()
-        observation, _ = env.reset(seed=seed)
+        observation, _ = env.reset(seed=seed + first_task * per_task)  # lane i gets seed + i, i counted in the batch
         columns: dict[str, list[Tensor]] = {"observations": [], "actions": [], "rewards": [], "mask": []}
         alive = torch.ones(lanes, dtype=torch.bool)
         action_size, dtype = self.policy.log_std.shape[0], self.policy.log_std.dtype
         for _ in range(self.horizon):
             obs = torch.as_tensor(np.asarray(observation), dtype=dtype, device=self.device)
             obs = obs.view(n_tasks, per_task, -1)
-            noise = torch.randn(n_tasks, per_task, action_size, generator=generator, device=self.device, dtype=dtype)
+            noise = torch.randn(batch_size, per_task, action_size, generator=generator, device=self.device,
+                                dtype=dtype)[first_task:first_task + n_tasks]
             action = self._actions(stacked, obs, noise)
             env_action = action.view(lanes, -1) * scale + center
             observation, reward, terminated, truncated, _ = env.step(env_action.cpu().numpy())
