@@ -1,15 +1,18 @@
-"""Full-state checkpoints, written atomically and read without unpickling arbitrary objects."""
+"""Full-state checkpoints (and the run's other files), written atomically and read without unpickling
+arbitrary objects."""
 
 from __future__ import annotations
 
+import glob
 import json
 import os
 import pickle
+import re
 import tempfile
 import zipfile
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import torch
 
@@ -20,24 +23,42 @@ class CheckpointError(RuntimeError):
     """A checkpoint that cannot be used: missing, truncated, unsafe, or of another method."""
 
 
-def save_checkpoint(path: str | Path, state: dict[str, Any]) -> None:
-    """Write ``state`` to ``path`` so that a crash at any moment leaves the previous file intact.
+def write_atomic(path: str | Path, write: Callable[[BinaryIO], object]) -> None:
+    """Write ``path`` with ``write(handle)`` so that a crash at any moment (SIGKILL, power loss, a full
+    disk) leaves either the previous file or the complete new one.
 
-    The state goes to a temporary file in the same folder, is flushed to disk, then renamed over
-    ``path`` (an atomic replace on POSIX and Windows).
+    The bytes go to a temporary file in the same folder, are flushed to disk, then renamed over ``path``
+    (an atomic replace on POSIX and Windows). On an error the temporary file is removed and an
+    ``OSError`` says which file could not be written; leftovers of a writer killed mid-write are removed
+    by the next successful write.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as handle:
-            torch.save({"format": FORMAT, **state}, handle)
+            write(handle)
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as error:
         Path(tmp).unlink(missing_ok=True)
+        if isinstance(error, OSError) and error.errno is not None:
+            raise type(error)(error.errno, f"could not write {path} ({error.strerror}); its previous version, "
+                                           "if any, is intact") from error
         raise
+    for stale in path.parent.glob(f".{glob.escape(path.name)}.*.tmp"):
+        stale.unlink(missing_ok=True)
+
+
+def write_text_atomic(path: str | Path, text: str) -> None:
+    """Write ``text`` (UTF-8) to ``path`` with :func:`write_atomic`."""
+    write_atomic(path, lambda handle: handle.write(text.encode()))
+
+
+def save_checkpoint(path: str | Path, state: dict[str, Any]) -> None:
+    """Write ``state`` to ``path`` with :func:`write_atomic`, so the previous checkpoint survives any crash."""
+    write_atomic(path, lambda handle: torch.save({"format": FORMAT, **state}, handle))
 
 
 def load_checkpoint(path: str | Path, method: str | Collection[str] | None = None) -> dict[str, Any]:
@@ -49,9 +70,16 @@ def load_checkpoint(path: str | Path, method: str | Collection[str] | None = Non
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as error:
-        raise CheckpointError(f"{path} holds objects other than tensors and plain values; refusing to load it ({error})") from None
-    except (EOFError, RuntimeError, zipfile.BadZipFile) as error:
-        raise CheckpointError(f"{path} is truncated or corrupt: {error}") from None
+        culprit = "".join(f" (it refers to {name})" for name in re.findall(r"GLOBAL ([\w.]+)", str(error))[:1])
+        raise CheckpointError(f"{path} holds objects other than tensors and plain values{culprit}; refusing to "
+                              "load it: metarl never writes such a checkpoint, so it is not one of ours or was "
+                              "altered") from None
+    except PermissionError:
+        raise
+    except (EOFError, OSError, RuntimeError, zipfile.BadZipFile) as error:
+        raise CheckpointError(f"{path} is truncated or corrupt ({str(error).split('. ')[0]}); restore a copy or "
+                              "start a new run (metarl writes checkpoints atomically: an interrupted run does not "
+                              "leave one like this)") from None
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise CheckpointError(f"{path} is not a metarl checkpoint (expected format {FORMAT})")
     expected = {method} if isinstance(method, str) else method

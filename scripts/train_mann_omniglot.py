@@ -13,11 +13,10 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Literal
 
-import tyro
-
 from metarl.evaluate import EvalResult
 from metarl.mann import MANNConfig
 from metarl.mann_experiment import MANNRunConfig, run_mann
+from metarl.script import run_script
 from metarl.sequence_learner import SequenceLearnerConfig
 from metarl.train import TrainConfig
 from supervised.omniglot import SEQUENCE_FAMILY
@@ -73,4 +72,4 @@ def main(args: Args) -> None:
 
 
 if __name__ == "__main__":
-    main(tyro.cli(tyro.conf.OmitArgPrefixes[Args]))
+    run_script(main, Args)

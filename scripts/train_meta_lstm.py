@@ -11,10 +11,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-import tyro
-
 from metarl.image_tasks import ImageTasks, train_image_method
 from metarl.meta_lstm import MetaLSTMConfig
+from metarl.script import run_script
 from metarl.train import TrainConfig
 
 
@@ -36,4 +35,4 @@ def main(args: Args) -> None:
 
 
 if __name__ == "__main__":
-    main(tyro.cli(tyro.conf.OmitArgPrefixes[Args]))
+    run_script(main, Args)

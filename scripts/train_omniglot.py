@@ -12,10 +12,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-import tyro
-
 from metarl.image_tasks import ImageTasks, train_image_method
 from metarl.maml import MAMLConfig
+from metarl.script import run_script
 from metarl.train import TrainConfig
 
 
@@ -37,4 +36,4 @@ def main(args: Args) -> None:
 
 
 if __name__ == "__main__":
-    main(tyro.cli(tyro.conf.OmitArgPrefixes[Args]))
+    run_script(main, Args)

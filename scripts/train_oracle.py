@@ -29,10 +29,10 @@ from typing import Any
 
 import gymnasium
 import numpy as np
-import tyro
 from stable_baselines3 import PPO
 from stable_baselines3.common.env_util import make_vec_env
 
+from metarl.script import run_script
 from metarl.tasks import Task
 
 TEST_TASK_STREAM = 2
@@ -154,4 +154,4 @@ def main(args: Args) -> None:
 
 
 if __name__ == "__main__":
-    main(tyro.cli(Args))
+    run_script(main, Args)

@@ -8,10 +8,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import tyro
-
 from metarl.experiment import SupervisedConfig, run_supervised
 from metarl.maml import MAMLConfig
+from metarl.script import run_script
 from metarl.train import TrainConfig
 from supervised.sinusoid import make_sinusoid
 from supervised.sinusoid_plot import plot_sinusoid_adaptation
@@ -58,4 +57,4 @@ def main(args: Args) -> None:
 
 
 if __name__ == "__main__":
-    main(tyro.cli(tyro.conf.OmitArgPrefixes[Args]))
+    run_script(main, Args)

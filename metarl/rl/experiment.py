@@ -9,18 +9,18 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import gymnasium
 import numpy as np
 import torch
-import tyro
 
 from metarl.evaluate import EvalResult
 from metarl.models import GaussianMLPPolicy
 from metarl.rl.maml_trpo import MAMLTRPO, MAMLTRPOConfig, RLBatch
 from metarl.rl.parallel import ShardedVectorEnv
 from metarl.rl.sampler import TrajectorySampler
+from metarl.script import run_script
 from metarl.tasks import TaskDistribution
 from metarl.train import TrainConfig, Trainer, reload_run, resolve_device, train_and_evaluate
 
@@ -56,6 +56,17 @@ class RLConfig:
                    workers=data["workers"])
 
 
+def _make_env(env_id: str) -> gymnasium.Env:
+    """``gymnasium.make(env_id)``; an unknown id is a ``ValueError`` that lists the ``metarl/`` ids registered."""
+    try:
+        return gymnasium.make(env_id)
+    except (gymnasium.error.UnregisteredEnv, ModuleNotFoundError) as error:
+        known = sorted(name for name in gymnasium.registry if name.startswith("metarl/"))
+        listed = f"the registered task environments are envs:{', envs:'.join(known)}" if known else \
+            "write the id with the module that registers it, e.g. envs:metarl/Navigation2D-v0"
+        raise ValueError(f"unknown environment id {env_id!r} ({' '.join(str(error).split())}); {listed}") from None
+
+
 class RLExperiment:
     """The policy, the sampler, the learner and the evaluation protocol of one configuration."""
 
@@ -64,7 +75,7 @@ class RLExperiment:
             raise ValueError(f"horizon must be >= 1, got {config.horizon}")
         self.config = config
         self.device = resolve_device(config.train.device)
-        probe = gymnasium.make(config.env_id)
+        probe = _make_env(config.env_id)
         self.tasks = probe.unwrapped
         if not isinstance(self.tasks, TaskDistribution):
             raise ValueError(f"{config.env_id} is not a task distribution: its env has no sample_tasks(n, rng)")
@@ -135,9 +146,13 @@ def locomotion_config(env_id: str, out: str) -> RLConfig:
         final_eval_tasks=40, checkpoint_every=5))
 
 
-def train_from_command_line(defaults: RLConfig, description: str | None = None) -> None:
-    """The body of every ``scripts/train_<env>.py``: parse flags over ``defaults``, train, report."""
-    config = tyro.cli(tyro.conf.OmitArgPrefixes[RLConfig], default=defaults, description=description)
+def train_from_command_line(defaults: RLConfig, description: str | None = None) -> NoReturn:
+    """The body of every ``scripts/train_<env>.py``: parse flags over ``defaults``, train, report; a user's
+    mistake ends it with a one-line error (:func:`metarl.script.run_script`)."""
+    run_script(_train_and_report, RLConfig, default=defaults, description=description)
+
+
+def _train_and_report(config: RLConfig) -> None:
     experiment, untrained, trained = run_maml_trpo(config)
     experiment.learner.sampler.close()  # stops --workers processes
     print(f"{config.env_id}, {trained.tasks} test tasks, mean return +- standard error:")

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import itertools
 import multiprocessing
+import signal
 import traceback
 from collections.abc import Sequence
 from copy import deepcopy
@@ -250,7 +251,12 @@ class ShardedVectorEnv(VectorEnv):
 
 
 def _work(connection: Connection, env_id: str, num_envs: int, make_kwargs: dict[str, Any]) -> None:
-    """A worker's loop: make its ``SyncVectorEnv``, then answer commands until ``close`` or the parent's exit."""
+    """A worker's loop: make its ``SyncVectorEnv``, then answer commands until ``close`` or the parent's exit.
+
+    Ctrl-C reaches every process of the terminal's group; the workers ignore it and let the parent decide
+    (it finishes the step, saves a checkpoint, then closes them).
+    """
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     try:
         env = gymnasium.make_vec(env_id, num_envs=num_envs, vectorization_mode="sync", **make_kwargs)
     except Exception as error:  # reported to the parent, which raises it
