@@ -1,5 +1,7 @@
 """The ``metarl`` command: ``metarl evaluate --checkpoint RUN`` re-evaluates a trained run of any method (MAML,
-Meta-LSTM, nearest neighbour, Matching Networks, MANN, MAML-TRPO), by the checkpoint's method."""
+Meta-LSTM, nearest neighbour, Matching Networks, MANN, MAML-TRPO), by the checkpoint's method; ``metarl plot RUN``
+draws its learning curves, evaluation and adaptation as PNG files; ``metarl predict`` classifies your own images
+few-shot with a trained image classifier."""
 
 from __future__ import annotations
 
@@ -12,7 +14,9 @@ from pathlib import Path
 from metarl.checkpoint import CheckpointError
 from metarl.evaluate import EvalResult
 
-USER_ERRORS = (ValueError, FileNotFoundError, FileExistsError, CheckpointError)
+USER_ERRORS = (ValueError, OSError, CheckpointError)
+"""A user's mistake (a bad value; a missing, unreadable or unwritable file; an unusable checkpoint): one line,
+exit code 2."""
 
 
 def _evaluate(args: argparse.Namespace) -> None:
@@ -60,6 +64,26 @@ def _evaluate_rl(args: argparse.Namespace) -> tuple[EvalResult, int, str]:
     return experiment.evaluate(args.tasks or 40, args.steps), step, experiment.config.env_id
 
 
+def _predict(args: argparse.Namespace) -> None:
+    from metarl.predict import predict_folders
+
+    predictions = predict_folders(args.checkpoint, args.support, args.query, args.steps, args.device)
+    print("\n".join(predictions.lines()))
+    if args.csv:
+        predictions.write_csv(args.csv)
+        print(f"predictions written to {args.csv}", file=sys.stderr)
+
+
+def _plot(args: argparse.Namespace) -> None:
+    from metarl.plot_run import plot_run
+
+    report = plot_run(args.folder, args.out, args.eval, args.gif, args.device)
+    for path in report.written:
+        print(path)
+    for reason in report.skipped:
+        print(f"metarl plot: {reason}", file=sys.stderr)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="metarl", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -76,6 +100,24 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--device", default=None, help="auto, cpu or cuda (default: the run's own setting)")
     evaluate.add_argument("--json", action="store_true", help="print the result as JSON (the eval.json shape)")
     evaluate.set_defaults(run=_evaluate)
+    predict = commands.add_parser("predict", help="classify your own images few-shot, from a folder per class")
+    predict.add_argument("--checkpoint", required=True, help="run folder or checkpoint.pt file (a supervised "
+                         "image classifier: MAML, Meta-LSTM, nearest neighbour, Matching Networks)")
+    predict.add_argument("--support", required=True, help="folder with one sub-folder of images per class")
+    predict.add_argument("--query", required=True, help="folder of the images to classify")
+    predict.add_argument("--steps", type=int, default=None,
+                         help="adaptation steps (MAML, Meta-LSTM; default: the run's evaluation setting)")
+    predict.add_argument("--csv", default=None, help="also write the predictions here (image, class, probability)")
+    predict.add_argument("--device", default=None, help="auto, cpu or cuda (default: the run's own setting)")
+    predict.set_defaults(run=_predict)
+    plot = commands.add_parser("plot", help="draw a run's learning curves, evaluation and adaptation as PNG files")
+    plot.add_argument("folder", metavar="RUN", help="run folder")
+    plot.add_argument("--out", default=None, help="folder for the pictures (default: RUN/plots)")
+    plot.add_argument("--eval", default=None, help="evaluation to draw, in eval.json's shape (default: RUN/eval.json)")
+    plot.add_argument("--gif", action="store_true",
+                      help="MuJoCo runs: also a GIF of the policy before and after adaptation (needs MUJOCO_GL=egl or osmesa)")
+    plot.add_argument("--device", default="cpu", help="where a reloaded model runs: cpu (default), cuda or auto")
+    plot.set_defaults(run=_plot)
     return parser
 
 

@@ -23,6 +23,7 @@ from metarl.few_shot import FewShotLearner
 from metarl.maml import MAML, MAMLConfig
 from metarl.meta_lstm import MetaLSTM
 from metarl.metric import MatchingNetwork, NearestNeighbour
+from metarl.plots import CurveFamily, FigureHook, adaptation_figures
 from metarl.tasks import SupervisedTaskDistribution
 from metarl.train import TrainConfig, Trainer, reload_run, resolve_device, train_and_evaluate
 
@@ -102,6 +103,13 @@ class SupervisedConfig:
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> SupervisedConfig:
+        """Read a saved configuration; runs saved before there were several methods (a ``"maml"`` entry and
+        no ``"method"``) are MAML runs."""
+        if "method" not in data and "maml" in data:
+            data = {**data, "method": MAML.method, "learner": data["maml"]}
+        if "method" not in data or "learner" not in data:
+            raise ValueError(f"not a supervised run's configuration: it has no method and learner entries "
+                             f"(keys: {', '.join(sorted(data))})")
         learner = learner_class(data["method"]).Config(**data["learner"])
         return cls(family=data["family"], task=data["task"], model=data["model"], learner=learner,
                    train=TrainConfig(**data["train"]))
@@ -147,7 +155,16 @@ class SupervisedExperiment:
             evaluate=lambda tasks: self.evaluate(PERIODIC_EVAL_PART, tasks),
             train=self.config.train,
             run_config=self.config.to_json(),
+            figures=self._figures(),
         )
+
+    def _figures(self) -> FigureHook | None:
+        """For MAML on a family of functions (sinusoid): a few held-out tasks before and after adaptation,
+        drawn to TensorBoard at each evaluation."""
+        if not (isinstance(self.learner, MAML) and isinstance(self.train_distribution, CurveFamily)):
+            return None
+        return adaptation_figures(self.learner, self.distribution(PERIODIC_EVAL_PART),
+                                  steps=(0, 1, self.learner.eval_steps))
 
 
 def run_supervised(config: SupervisedConfig) -> tuple[SupervisedExperiment, EvalResult | None, EvalResult]:
@@ -158,6 +175,8 @@ def run_supervised(config: SupervisedConfig) -> tuple[SupervisedExperiment, Eval
     is ``None`` when a run is resumed.
     """
     experiment = SupervisedExperiment(config)
+    for part in (PERIODIC_EVAL_PART, FINAL_EVAL_PART):  # loaded now, so missing data fails before the run folder
+        experiment.distribution(part)
     trainer = experiment.trainer()  # checks the run folder before any work is done
     print(f"{config.method} on {config.family}: {config.train.iterations} iterations on "
           f"{experiment.device}; run folder {config.train.out}")

@@ -21,6 +21,7 @@ from torch.utils.tensorboard import SummaryWriter
 from metarl.evaluate import EvalResult
 from metarl.experiment import FINAL_EVAL_PART, PERIODIC_EVAL_PART, FamilyParts
 from metarl.mann import MANNConfig
+from metarl.plots import instance_figures
 from metarl.sequence_learner import SequenceLearner, SequenceLearnerConfig
 from metarl.sequence_models import SEQUENCE_MODELS, build_sequence_model
 from metarl.tasks import SequenceTaskDistribution
@@ -112,6 +113,7 @@ class MANNExperiment:
             evaluate=lambda tasks: self.evaluate(PERIODIC_EVAL_PART, tasks),
             train=self.config.train,
             run_config=self.config.to_json(),
+            figures=instance_figures(self.config.to_json()),  # accuracy by instance, with the paper's curve
         )
 
 

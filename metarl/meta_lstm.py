@@ -248,6 +248,18 @@ class MetaLSTM:
                 "grad_norm": grad_norm.item()}
 
     # --- meta-testing ----------------------------------------------------------------------------
+    def adapt(self, support_x: Tensor, support_y: Tensor, steps: int | None = None) -> Tensor:
+        """The learner's flat parameters after ``steps`` (default :attr:`eval_steps`) meta-learner updates on one
+        task's support set (no meta-gradient kept); :meth:`predict` classifies with them, as MAML's pair does."""
+        steps = self.eval_steps if steps is None else steps
+        with torch.no_grad():
+            return self._adapt(support_x.to(self.device), support_y.to(self.device), steps)[-1]
+
+    def predict(self, theta: Tensor, x: Tensor) -> Tensor:
+        """The learner's output (logits) on ``x`` with the flat parameters ``theta`` of :meth:`adapt`."""
+        with torch.no_grad():
+            return self._predict(theta, x.to(self.device))
+
     def evaluate(self, episode: Episode, steps: int | None = None) -> Tensor:
         """Per-task query metric after 0..``steps`` meta-learner updates, shape ``[tasks, steps + 1]``."""
         steps = self.eval_steps if steps is None else steps

@@ -59,19 +59,40 @@ def cosine_similarity(query: Tensor, support: Tensor) -> Tensor:
     return F.normalize(query, dim=-1, eps=COSINE_EPS) @ F.normalize(support, dim=-1, eps=COSINE_EPS).transpose(1, 2)
 
 
+def similarity(query: Tensor, support: Tensor, distance: Distance = "cosine") -> Tensor:
+    """How near every query ``[T, Q, D]`` is to every support embedding ``[T, S, D]``, ``[T, Q, S]``, larger
+    is nearer: the cosine similarity, or minus the Euclidean distance."""
+    if distance == "cosine":
+        return cosine_similarity(query, support)
+    if distance == "euclidean":
+        return -torch.cdist(query, support, compute_mode="donot_use_mm_for_euclid_dist")
+    raise ValueError(f"distance must be 'cosine' or 'euclidean', got {distance!r}")
+
+
 def nearest_neighbour_labels(query: Tensor, support: Tensor, support_y: Tensor, distance: Distance = "cosine") -> Tensor:
     """The label ``[T, Q]`` of each query's nearest support embedding (1-NN), task by task.
 
     ``query [T, Q, D]``, ``support [T, S, D]``, ``support_y [T, S]``; ``distance`` is ``"cosine"`` (the
     largest cosine similarity) or ``"euclidean"``. Ties go to the first support example.
     """
-    if distance == "cosine":
-        nearest = cosine_similarity(query, support).argmax(dim=-1)
-    elif distance == "euclidean":
-        nearest = torch.cdist(query, support, compute_mode="donot_use_mm_for_euclid_dist").argmin(dim=-1)
-    else:
-        raise ValueError(f"distance must be 'cosine' or 'euclidean', got {distance!r}")
-    return support_y.gather(1, nearest)
+    return support_y.gather(1, similarity(query, support, distance).argmax(dim=-1))
+
+
+def nearest_neighbour_log_probabilities(query: Tensor, support: Tensor, support_y: Tensor, ways: int,
+                                        distance: Distance = "cosine") -> Tensor:
+    """Class log-probabilities ``[T, Q, ways]`` that rank the classes as 1-NN does.
+
+    1-NN gives a label, not a distribution. This scores each class by the :func:`similarity` of the query's
+    nearest support example of that class and takes a softmax over the classes (no temperature: the scale
+    Matching Networks' attention uses), so the most probable class is the 1-NN label (up to exact ties
+    between classes). It is a score, not a calibrated probability: cosines lie in [-1, 1], so even an exact
+    match gets at most ``e^2 / (e^2 + ways - 1)`` (0.65 at 5 ways), while minus a Euclidean distance is
+    unbounded and gives probabilities near 0 or 1. A class without support examples gets probability 0.
+    """
+    scores = similarity(query, support, distance)  # [T, Q, S]
+    nearest = scores.new_full((*scores.shape[:2], ways), -math.inf)
+    nearest = nearest.scatter_reduce(-1, support_y[:, None, :].expand_as(scores), scores, "amax")
+    return torch.log_softmax(nearest, dim=-1)
 
 
 def attention_log_probabilities(query: Tensor, support: Tensor, support_y: Tensor, ways: int) -> Tensor:
@@ -154,6 +175,19 @@ class _MetricLearner:
     def _predict(self, support_x: Tensor, support_y: Tensor, query_x: Tensor) -> Tensor:
         """Predicted query labels ``[T, Q]``."""
         raise NotImplementedError
+
+    def _log_probabilities(self, support_x: Tensor, support_y: Tensor, query_x: Tensor) -> Tensor:
+        """Query class log-probabilities ``[T, Q, ways]``, ``ways`` the largest support label + 1."""
+        raise NotImplementedError
+
+    def log_probabilities(self, support_x: Tensor, support_y: Tensor, query_x: Tensor) -> Tensor:
+        """Class log-probabilities ``[T, Q, ways]`` of each task's query images ``[T, Q, C, H, W]`` given its
+        support set (labels ``[T, S]`` in ``0..ways - 1``), with the network in evaluation mode; what they
+        mean is the method's own (Matching Networks: the model's distribution; 1-NN: see
+        :func:`nearest_neighbour_log_probabilities`)."""
+        self.network.eval()
+        with torch.no_grad():
+            return self._log_probabilities(*(t.to(self.device) for t in (support_x, support_y, query_x)))
 
     def evaluate(self, episode: Episode, steps: int | None = None) -> Tensor:
         """Per-task query accuracy, shape ``[tasks, 1]``; ``steps`` must be None or 0 (nothing adapts)."""
@@ -242,6 +276,11 @@ class NearestNeighbour(_MetricLearner):
     def _predict(self, support_x: Tensor, support_y: Tensor, query_x: Tensor) -> Tensor:
         support, query = embed_tasks(self.network.features, support_x, query_x)
         return nearest_neighbour_labels(query, support, support_y, self.config.distance)
+
+    def _log_probabilities(self, support_x: Tensor, support_y: Tensor, query_x: Tensor) -> Tensor:
+        support, query = embed_tasks(self.network.features, support_x, query_x)
+        return nearest_neighbour_log_probabilities(query, support, support_y, int(support_y.max()) + 1,
+                                                   self.config.distance)
 
 
 # --- Matching Networks --------------------------------------------------------------------------------
@@ -369,5 +408,8 @@ class MatchingNetwork(_MetricLearner):
         accuracy = (log_probabilities.detach().argmax(-1) == query_y).float().mean()
         return {"query_loss": loss.item(), "query_accuracy": accuracy.item()}
 
+    def _log_probabilities(self, support_x: Tensor, support_y: Tensor, query_x: Tensor) -> Tensor:
+        return self.network(support_x, support_y, query_x, int(support_y.max()) + 1)
+
     def _predict(self, support_x: Tensor, support_y: Tensor, query_x: Tensor) -> Tensor:
-        return self.network(support_x, support_y, query_x, int(support_y.max()) + 1).argmax(dim=-1)
+        return self._log_probabilities(support_x, support_y, query_x).argmax(dim=-1)

@@ -33,7 +33,7 @@ from PIL import Image, UnidentifiedImageError
 from supervised.cache import cache_folder, save_npz_atomic
 from supervised.episodes import FewShotClassification
 
-__all__ = ["PARTS", "default_root", "load_miniimagenet", "make_miniimagenet"]
+__all__ = ["PARTS", "decode_image", "default_root", "load_miniimagenet", "make_miniimagenet"]
 
 FAMILY = "miniimagenet"
 PARTS = ("train", "val", "test")
@@ -176,6 +176,13 @@ def _decode(path: Path, image_size: int) -> np.ndarray:
     if rgb.size != (image_size, image_size):
         rgb = rgb.resize((image_size, image_size), Image.LANCZOS)
     return np.asarray(rgb, dtype=np.uint8)
+
+
+def decode_image(path: str | Path, image_size: int = 84) -> np.ndarray:
+    """An image file (any size, any colour mode) decoded the way Mini-ImageNet's images are, ``uint8 [S, S, 3]``:
+    RGB, stretched to ``image_size`` square with LANCZOS; what ``metarl predict`` feeds a Mini-ImageNet model.
+    Raises ValueError naming the file if it cannot be read or decoded."""
+    return _decode(Path(path), image_size)
 
 
 def _decode_all(folder: Path, classes: dict[str, list[str]], image_size: int) -> np.ndarray:

@@ -47,6 +47,7 @@ __all__ = [
     "CLASS_SPLITS",
     "PARTS",
     "OmniglotData",
+    "decode_image",
     "default_root",
     "load_omniglot",
     "make_omniglot",
@@ -169,17 +170,40 @@ def _members(source: Path, name: str) -> Iterator[tuple[str, str, bytes]]:
                         yield f"{alphabet.name}/{character.name}", str(drawing), drawing.read_bytes()
 
 
+def _on_white(image: Image.Image) -> Image.Image:
+    """``image`` with any transparency flattened onto white paper (a drawing saved with a transparent
+    background would otherwise turn black, i.e. all ink); images without transparency, like every
+    Omniglot PNG, are returned unchanged."""
+    if image.mode not in ("RGBA", "LA", "PA") and "transparency" not in image.info:
+        return image
+    return Image.alpha_composite(Image.new("RGBA", image.size, "white"), image.convert("RGBA"))
+
+
 def _decode(data: bytes, image_size: int, label: str) -> np.ndarray:
     """One drawing as ``uint8 [S, S]``: ink 255, background 0, LANCZOS-resized; ValueError if corrupt."""
     try:
         with Image.open(io.BytesIO(data)) as image:
             image.load()
-            grey = ImageOps.invert(image.convert("L"))
+            grey = ImageOps.invert(_on_white(image).convert("L"))
     except (OSError, UnidentifiedImageError, SyntaxError, ValueError) as error:
         raise ValueError(f"cannot decode Omniglot image {label}: {error}") from None
     if grey.size != (image_size, image_size):
         grey = grey.resize((image_size, image_size), Image.LANCZOS)
     return np.asarray(grey, dtype=np.uint8)
+
+
+def decode_image(path: str | Path, image_size: int = 28) -> np.ndarray:
+    """An image file (any size, colour or greyscale) decoded the way Omniglot's drawings are, ``uint8 [S, S]``.
+
+    Greyscale, inverted (ink 255 on background 0: draw dark on light, as Omniglot does), transparency on
+    white, LANCZOS-resized to ``image_size`` square; what ``metarl predict`` feeds an Omniglot model.
+    Raises ValueError naming the file if it cannot be read or decoded.
+    """
+    try:
+        data = Path(path).read_bytes()
+    except OSError as error:
+        raise ValueError(f"cannot read image {path}: {error}") from None
+    return _decode(data, image_size, str(path))
 
 
 def _read_set(source: Path, name: str, image_size: int) -> tuple[list[str], np.ndarray]:

@@ -1,0 +1,37 @@
+"""Episodes and adapted policies of MAML-TRPO's evaluation protocol, kept for pictures.
+
+:meth:`MAMLTRPO.evaluate` reduces the same rollouts to mean returns; figures need the trajectories
+themselves (Navigation2D paths) and the adapted parameters (a rendered episode).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from metarl.functional import Params, parameters_of
+from metarl.rl.maml_trpo import MAMLTRPO, RLBatch
+from metarl.rl.sampler import Trajectories
+from metarl.tasks import Task
+
+
+@dataclass
+class AdaptationRollouts:
+    """``episodes[k]``: the episodes sampled after ``k`` adaptation steps (``episodes[0]``: before
+    adaptation); ``params``: each task's policy after the last step, on a leading task axis."""
+
+    episodes: list[Trajectories]
+    params: Params
+
+
+def adapt_and_sample(learner: MAMLTRPO, tasks: Sequence[Task], steps: int, seed: int) -> AdaptationRollouts:
+    """Adapt the learner's policy to each task by ``steps`` policy-gradient steps, as
+    :meth:`MAMLTRPO.evaluate` does (``inner_lr`` first, then ``eval_inner_lr``, ``eval_episodes_per_task``
+    episodes per step), and sample the adapted policies once more."""
+    c = learner.config
+    lrs = [c.inner_lr, *[c.eval_inner_lr] * (steps - 1)][:steps]
+    batch = RLBatch(list(tasks), seed)
+    initial = {name: p.detach() for name, p in parameters_of(learner.policy).items()}
+    adaptation = learner._adapt_by_sampling(initial, batch, lrs, c.eval_episodes_per_task)
+    final = learner.sampler.sample(adaptation.params, batch.tasks, batch.sampling_seed(steps), c.eval_episodes_per_task)
+    return AdaptationRollouts([*adaptation.episodes, final], adaptation.params)
