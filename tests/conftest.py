@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 
 import pytest
+import torch
 
 
 @pytest.fixture(scope="session")
@@ -31,3 +32,12 @@ def omniglot_cache(omniglot_root: Path, tmp_path_factory: pytest.TempPathFactory
     cache = tmp_path_factory.mktemp("omniglot-cache")
     load_omniglot(omniglot_root, cache_dir=cache)
     return cache
+
+
+@pytest.fixture
+def one_thread():
+    """Torch on one thread for the test: tiny networks run faster so, and much faster on a busy machine."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

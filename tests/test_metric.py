@@ -29,13 +29,7 @@ SPEC = {"name": "conv4", "in_channels": 1, "out_features": 5, "hidden": 8, "imag
 CLASSES = 16
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """These networks are tiny: one thread is faster than several, and much faster on a busy machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def patterns(seed: int, classes: int = CLASSES, per_class: int = 20, noise: float = 0.2) -> np.ndarray:
