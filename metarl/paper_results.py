@@ -36,6 +36,14 @@ class _Entry:
 
 _FINN = "Finn et al. 2017"
 _SANTORO = "Santoro et al. 2016, Table 1"
+_VINYALS = "Vinyals et al. 2016, Table 1"
+_RAVI = "Ravi & Larochelle 2017, Table 1"
+_MATCHING_OMNIGLOT = {(5, 1): 0.981, (5, 5): 0.989, (20, 1): 0.938, (20, 5): 0.985}
+_MINI_IMAGENET = {  # (method, shots): 5-way accuracy
+    ("nearest_neighbour", 1): 0.4108, ("nearest_neighbour", 5): 0.5104,
+    ("matching_net", 1): 0.4340, ("matching_net", 5): 0.5109,
+    ("meta_lstm", 1): 0.4344, ("meta_lstm", 5): 0.6060,
+}
 _TABLE = (
     _Entry({"task": "sinusoid", "method": "maml", "shots": 5},
            PaperResult(_FINN, "mse", (1, 5, 10), (0.67, 0.38, 0.35))),
@@ -55,6 +63,13 @@ _TABLE = (
                        "instance")),
     _Entry({"task": "omniglot-sequences", "method": "mann", "ways": 15, "labels": "string"},
            PaperResult(_SANTORO, "accuracy", (2, 3, 4, 5, 10), (0.626, 0.793, 0.866, 0.887, 0.953), "instance")),
+    *(_Entry({"task": "omniglot", "method": "matching_net", "fce": False, "ways": ways, "shots": shots},
+             PaperResult(_VINYALS, "accuracy", (0,), (value,), "none"))
+      for (ways, shots), value in _MATCHING_OMNIGLOT.items()),
+    *(_Entry({"task": "miniimagenet", "method": method, "ways": 5, "shots": shots},
+             PaperResult(_RAVI, "accuracy", (0,) if method != "meta_lstm" else (12 if shots == 1 else 8,), (value,),
+                         "none" if method != "meta_lstm" else "step"))
+      for (method, shots), value in _MINI_IMAGENET.items()),
 )
 
 
@@ -76,7 +91,7 @@ def run_key(config: dict[str, Any]) -> dict[str, Any]:
         method = "maml"
     else:
         raise ValueError("config.json names no method (no 'method', 'model' or 'env_id' entry): is this a metarl run?")
-    return {"task": config["family"], "method": method, **config.get("task", {})}
+    return {"task": config["family"], "method": method, **config.get("task", {}), **config.get("learner", {})}
 
 
 def paper_result(config: dict[str, Any]) -> PaperResult | None:
