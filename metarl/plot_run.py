@@ -14,7 +14,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 from matplotlib.figure import Figure
 
 from metarl.experiment import load_experiment
@@ -23,15 +22,10 @@ from metarl.plots import (
     CurveFamily,
     evaluation_figure,
     learning_curves_figure,
-    navigation_figure,
     read_metrics,
     regression_adaptation_figure,
 )
 from metarl.rl.experiment import load_rl_experiment
-from metarl.rl.rollouts import adapt_and_sample
-
-NAVIGATION_GOALS, NAVIGATION_EPISODES = 4, 2
-"""The trajectory figure: goals (panels) and episodes drawn per goal and stage."""
 
 
 @dataclass
@@ -117,12 +111,7 @@ def _plot_rl(run: Path, config: dict[str, Any], out: Path, gif: bool, device: st
     experiment, _ = load_rl_experiment(run, device=device)
     try:
         if navigation:
-            tasks = experiment.tasks.sample_tasks(NAVIGATION_GOALS, np.random.default_rng([experiment.config.train.seed, 3]))
-            steps = experiment.config.maml.eval_inner_steps
-            episodes = adapt_and_sample(experiment.learner, tasks, steps, seed=0).episodes
-            shown = sorted({0, min(1, steps), steps})  # before adaptation, after one step, after the last
-            stages = [("before adaptation" if k == 0 else f"after {k} step{'s' * (k != 1)}", episodes[k]) for k in shown]
-            _save(navigation_figure(stages, NAVIGATION_EPISODES), out / "trajectories.png", report)
+            _save(experiment.trajectories_figure(), out / "trajectories.png", report)
         if gif:
             # imported here: importing mujoco fails outright when MUJOCO_GL names no backend, and only --gif needs it
             from metarl.rl.animation import is_mujoco, renderer_problem, write_policy_gif

@@ -197,6 +197,7 @@ def test_navigation_paths_start_at_the_origin_for_each_stage_and_the_command_dra
                                           eval_inner_steps=2),
                       train=tiny_train(run, 1, meta_batch_size=2))
     run_maml_trpo(config)
+    assert image_tags(run) == {"eval/trajectories": [0, 1]}  # at each evaluation of the run
     experiment, _ = load_rl_experiment(run, device="cpu")
     tasks = experiment.tasks.sample_tasks(3, np.random.default_rng(0))
     episodes = adapt_and_sample(experiment.learner, tasks, steps=2, seed=0).episodes

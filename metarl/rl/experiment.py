@@ -14,15 +14,23 @@ from typing import Any, NoReturn
 import gymnasium
 import numpy as np
 import torch
+from matplotlib.figure import Figure
 
+from metarl import distributed
 from metarl.evaluate import EvalResult
 from metarl.models import GaussianMLPPolicy
+from metarl.paper_results import run_key
+from metarl.plots import FigureHook, navigation_figure
 from metarl.rl.maml_trpo import MAMLTRPO, MAMLTRPOConfig, RLBatch
 from metarl.rl.parallel import ShardedVectorEnv
+from metarl.rl.rollouts import trajectory_stages
 from metarl.rl.sampler import TrajectorySampler
 from metarl.script import run_script
 from metarl.tasks import TaskDistribution
 from metarl.train import TrainConfig, Trainer, reload_run, resolve_device, train_and_evaluate
+
+NAVIGATION_GOALS, NAVIGATION_EPISODES = 4, 2
+"""Goals and paths per stage in the Navigation2D trajectory figure."""
 
 
 @dataclass
@@ -112,10 +120,25 @@ class RLExperiment:
                     "inner_lr": self.config.maml.inner_lr, "eval_inner_lr": self.config.maml.eval_inner_lr}
         return EvalResult.from_values("return", torch.cat(values).numpy().astype(np.float64), protocol)
 
+    def trajectories_figure(self) -> Figure:
+        """Navigation2D: the paths of the policy before and after adaptation for four fixed test goals."""
+        tasks = self.tasks.sample_tasks(NAVIGATION_GOALS, np.random.default_rng([self.config.train.seed, 3]))
+        stages = trajectory_stages(self.learner, tasks, self.config.maml.eval_inner_steps)
+        return navigation_figure(stages, NAVIGATION_EPISODES)
+
+    def _figures(self) -> FigureHook | None:
+        """For Navigation2D, :meth:`trajectories_figure` in TensorBoard at every evaluation (``eval/trajectories``).
+
+        Not under torchrun: only rank 0 draws figures, and adapting samples with every rank.
+        """
+        if run_key(self.config.to_json())["task"] != "Navigation2D" or distributed.world_size() > 1:
+            return None
+        return lambda step, result: {"eval/trajectories": self.trajectories_figure()}
+
     def trainer(self) -> Trainer:
         return Trainer(self.learner, sample_batch=self.sample_batch,
                        evaluate=lambda tasks: self.evaluate(tasks, seed=self.config.train.seed + 1),
-                       train=self.config.train, run_config=self.config.to_json())
+                       train=self.config.train, run_config=self.config.to_json(), figures=self._figures())
 
 
 def run_maml_trpo(config: RLConfig) -> tuple[RLExperiment, EvalResult | None, EvalResult]:

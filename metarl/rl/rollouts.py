@@ -35,3 +35,12 @@ def adapt_and_sample(learner: MAMLTRPO, tasks: Sequence[Task], steps: int, seed:
     adaptation = learner._adapt_by_sampling(initial, batch, lrs, c.eval_episodes_per_task)
     final = learner.sampler.sample(adaptation.params, batch.tasks, batch.sampling_seed(steps), c.eval_episodes_per_task)
     return AdaptationRollouts([*adaptation.episodes, final], adaptation.params)
+
+
+def trajectory_stages(learner: MAMLTRPO, tasks: Sequence[Task], steps: int, seed: int = 0
+                      ) -> list[tuple[str, Trajectories]]:
+    """The episodes before adaptation, after one step and after ``steps`` steps, each with its label: what
+    :func:`metarl.plots.navigation_figure` draws."""
+    episodes = adapt_and_sample(learner, tasks, steps, seed).episodes
+    shown = sorted({0, min(1, steps), steps})
+    return [("before adaptation" if k == 0 else f"after {k} step{'s' * (k != 1)}", episodes[k]) for k in shown]
