@@ -249,6 +249,16 @@ def test_failed_checkpoint_write_keeps_the_previous_one(tmp_path, monkeypatch):
     assert path.read_bytes() == before and sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint.pt"]
 
 
+def test_atomic_writes_get_a_plain_files_permissions(tmp_path):
+    """The temporary file is private (mkstemp); the file it becomes is readable as any file the user writes."""
+    mask = os.umask(0o022)
+    try:
+        save_checkpoint(tmp_path / "checkpoint.pt", {"method": "maml", "step": 1})
+    finally:
+        os.umask(mask)
+    assert (tmp_path / "checkpoint.pt").stat().st_mode & 0o777 == 0o644
+
+
 # ----------------------------------------------------------------------------------------------
 # Divergence, Ctrl-C and SIGKILL
 
