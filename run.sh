@@ -24,7 +24,9 @@ if ! "$py" -c "import torch" 2>/dev/null; then
 fi
 if [ "$job" = test ]; then
   "$py" -m pip install --quiet ".[test]"
-  exec "$py" -m pytest "${@:2}"
+  # Two workers (pytest-xdist): the suite is about 14 minutes of CPU, so one per core keeps it under 10
+  # minutes on a 2-core machine. PYTEST_WORKERS=0 runs it in one process.
+  exec "$py" -m pytest -n "${PYTEST_WORKERS:-2}" "${@:2}"
 fi
 "$py" -m pip install --quiet .
 exec "$py" scripts/train_sinusoid.py --out "runs/quickstart-$(date +%Y%m%d-%H%M%S)" --iterations 15000 --eval-every 2500 \
