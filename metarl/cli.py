@@ -123,8 +123,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    if (getattr(args, "tasks", None) is not None and args.tasks < 1) or (getattr(args, "steps", None) or 0) < 0:
-        print("metarl: error: --tasks must be >= 1 and --steps >= 0", file=sys.stderr)
+    if getattr(args, "tasks", None) is not None and args.tasks < 1:
+        print(f"metarl: error: --tasks must be >= 1, got {args.tasks}", file=sys.stderr)
+        return 2
+    if (getattr(args, "steps", None) or 0) < 0:
+        print(f"metarl: error: --steps must be >= 0, got {args.steps}", file=sys.stderr)
         return 2
     try:
         args.run(args)

@@ -370,3 +370,13 @@ def test_no_network_access_at_import_training_or_evaluation(tmp_path):
     result = run("-c", NO_NETWORK, str(tmp_path / "run"), env=ENV)
     assert result.stdout.strip().endswith("exit 0 attempts []"), (result.stdout, result.stderr)
     assert (tmp_path / "run" / "eval.json").exists()
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["evaluate", "--checkpoint", "run", "--tasks", "0"], "--tasks must be >= 1, got 0"),
+    (["evaluate", "--checkpoint", "run", "--steps", "-1"], "--steps must be >= 0, got -1"),
+    (["predict", "--checkpoint", "run", "--support", "s", "--query", "q", "--steps", "-2"], "--steps must be >= 0, got -2"),
+])
+def test_metarl_command_names_the_bad_count(argv, message, capsys):
+    assert cli.main(argv) == 2
+    assert capsys.readouterr().err.strip() == f"metarl: error: {message}"
