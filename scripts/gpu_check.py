@@ -51,6 +51,9 @@ def steps(args: Args, out: Path) -> list[tuple[str, list[str]]]:
     omniglot = ["--dataset", "omniglot"]
     repeats = ["--repeats", "1", "--warmup", "0"] if args.quick else ["--repeats", "3", "--warmup", "1"]
     memory_steps = ["1", "5"] if args.quick else ["1", "5", "10"]
+    # The sampler at the paper's batch (40 tasks x 20 episodes x 200 steps) on HalfCheetah and Ant; quick: a small one.
+    sampler = (["--tasks", "4", "--episodes-per-task", "5", "--horizon", "50", "--max-workers", "2", "--repeats", "1",
+                "--warmup", "0", "--mj-steps", "2000"] if args.quick else ["--repeats", "1", "--warmup", "1"])
     return [
         train("sinusoid", "train_sinusoid.py", "--no-plot"),
         train("omniglot-maml", "train_omniglot.py", "--meta-batch-size", "8"),
@@ -63,7 +66,7 @@ def steps(args: Args, out: Path) -> list[tuple[str, list[str]]]:
         ("bench_maml", ["scripts/bench_maml.py", *device, *repeats, "--out", str(out / "bench_maml.json")]),
         ("bench_maml_memory", ["scripts/bench_maml_memory.py", *device, "--steps", *memory_steps,
                                "--out", str(out / "bench_maml_memory.json")]),
-        ("bench_sampler", ["scripts/bench_sampler.py", "--out", str(out / "bench_sampler.json")]),
+        ("bench_sampler", ["scripts/bench_sampler.py", *sampler, "--out", str(out / "bench_sampler.json")]),
     ]
 
 
