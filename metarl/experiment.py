@@ -115,6 +115,17 @@ class SupervisedConfig:
                    train=TrainConfig(**data["train"]))
 
 
+def check_ways(config: SupervisedConfig, ways: int, given: str) -> None:
+    """ValueError unless the run's method can classify ``ways`` classes: an adapting method (MAML, Meta-LSTM)
+    only as many as its model's output layer has; a metric method any number. ``given`` says where ``ways``
+    comes from, for the message."""
+    outputs = config.model.get("out_features")
+    if learner_class(config.method).adapts and outputs is not None and ways != outputs:
+        raise ValueError(f"{config.method} classifies with the model's {outputs}-way output layer, but {given}; "
+                         f"use {outputs} classes with this run, train one for {ways}, or use a metric method "
+                         "(nearest neighbour, Matching Networks), whose number of classes is free")
+
+
 class SupervisedExperiment:
     """The learner, its task distributions and the evaluation protocol of one configuration."""
 
@@ -135,11 +146,8 @@ class SupervisedExperiment:
         """Metric on ``tasks`` tasks of ``part`` after 0..steps adaptation steps, from a fixed seed."""
         steps = self.learner.eval_steps if steps is None else steps
         options = {**self.config.task, **task_overrides}
-        outputs = self.config.model.get("out_features")
-        if self.learner.adapts and "ways" in task_overrides and outputs is not None and options["ways"] != outputs:
-            raise ValueError(f"{self.config.method} classifies with the model's {outputs}-way output layer; "
-                             f"it cannot be evaluated on {options['ways']}-way tasks (train a {options['ways']}-way "
-                             "model, or use a metric method, whose number of ways is free)")
+        if "ways" in task_overrides:
+            check_ways(self.config, options["ways"], f"the tasks asked for are {options['ways']}-way")
         seed = self.config.train.seed
         protocol = {"family": self.config.family, "part": part, "seed": seed, **options, "method": self.config.method,
                     "learner": asdict(self.config.learner), "step_kind": "step" if self.learner.adapts else "none"}

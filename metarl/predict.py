@@ -36,7 +36,7 @@ import torch
 from torch import Tensor
 
 from metarl.checkpoint import load_checkpoint
-from metarl.experiment import LEARNERS, SupervisedConfig, load_experiment, task_family
+from metarl.experiment import LEARNERS, SupervisedConfig, check_ways, load_experiment, task_family
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
 """The files of a folder that are read as images (case-insensitive); other files are ignored."""
@@ -208,11 +208,7 @@ def predict_folders(checkpoint: str | Path, support: str | Path, query: str | Pa
         raise ValueError(f"{config.method} does not adapt by gradient steps; drop --steps (got {steps})")
     classes, support_paths, support_y = support_images(support)
     query_paths = query_images(query)
-    outputs = config.model.get("out_features")
-    if learner_type.adapts and len(classes) != outputs:
-        raise ValueError(f"{config.method} classifies with the model's {outputs}-way output layer, but the support "
-                         f"folder has {len(classes)} classes; give it {outputs} class sub-folders (or use a metric "
-                         "method, nearest neighbour or Matching Networks, whose number of classes is free)")
+    check_ways(config, len(classes), f"the support folder has {len(classes)} classes")
     decode, size = image_decoder(config.family), config.model["image_size"]
     support_x, query_x = load_images(support_paths, decode, size), load_images(query_paths, decode, size)
     experiment, step = load_experiment(checkpoint, device=device)
