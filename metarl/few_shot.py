@@ -53,6 +53,9 @@ class FewShotLearner(Protocol):
     def load_state_dict(self, state: dict[str, Any]) -> None: ...
 
 
-def sample_episode(distribution: SupervisedTaskDistribution, size: int, rng: np.random.Generator) -> Episode:
-    """A training batch of ``size`` fresh tasks: the batch of every episodic learner."""
-    return distribution.episode(distribution.sample_tasks(size, rng), rng)
+class EpisodicTraining:
+    """The :meth:`FewShotLearner.training_batch` of every learner that trains on episodes (MAML, the
+    Meta-LSTM, Matching Networks): ``size`` fresh tasks."""
+
+    def training_batch(self, distribution: SupervisedTaskDistribution, size: int, rng: np.random.Generator) -> Episode:
+        return distribution.episode(distribution.sample_tasks(size, rng), rng)

@@ -12,14 +12,13 @@ from dataclasses import asdict, dataclass
 from functools import partial
 from typing import Any, ClassVar, Literal
 
-import numpy as np
 import torch
 import torch.utils.checkpoint
 from torch import Tensor, nn
 from torch.func import vmap
 
 from metarl import distributed
-from metarl.few_shot import sample_episode
+from metarl.few_shot import EpisodicTraining
 from metarl.functional import LOSSES, LearningRate, Params, adapt, forward, metric_of_loss, parameters_of, score
 from metarl.models import build_model, vmap_safe_norm
 from metarl.tasks import Episode, SupervisedTaskDistribution
@@ -70,7 +69,7 @@ def choose_batched(model: nn.Module, device: torch.device) -> bool:
     return device.type == "cuda" or not has_conv
 
 
-class MAML:
+class MAML(EpisodicTraining):
     """Model-agnostic meta-learning of an initialisation for ``model``.
 
     ``loss`` is ``"mse"`` (regression) or ``"cross_entropy"`` (classification). The object owns the
@@ -112,9 +111,6 @@ class MAML:
     @property
     def eval_steps(self) -> int:
         return self.config.eval_inner_steps
-
-    def training_batch(self, distribution: SupervisedTaskDistribution, size: int, rng: np.random.Generator) -> Episode:
-        return sample_episode(distribution, size, rng)
 
     # --- the two pieces every path shares -------------------------------------------------------
     def _support_loss(self, params: Params, data: tuple[Tensor, Tensor]) -> Tensor:

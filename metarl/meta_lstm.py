@@ -22,11 +22,10 @@ import math
 from dataclasses import asdict, dataclass, replace
 from typing import Any, ClassVar
 
-import numpy as np
 import torch
 from torch import Tensor, nn
 
-from metarl.few_shot import sample_episode
+from metarl.few_shot import EpisodicTraining
 from metarl.functional import LOSSES, Params, forward, metric_of_loss, score
 from metarl.models import build_model
 from metarl.tasks import Episode, SupervisedTaskDistribution
@@ -160,7 +159,7 @@ class MetaLearnerLSTM(nn.Module):
         return forget * theta - input_ * grad, UpdateState((h, c), forget, input_)
 
 
-class MetaLSTM:
+class MetaLSTM(EpisodicTraining):
     """The meta-learner and the learned initialisation of the learner, meta-trained on episodes with Adam.
 
     One task: starting from ``c_0``, ``inner_steps`` updates on the support set, each computed by the
@@ -199,9 +198,6 @@ class MetaLSTM:
     def eval_steps(self) -> int:
         steps = self.config.eval_inner_steps
         return self.config.inner_steps if steps is None else steps
-
-    def training_batch(self, distribution: SupervisedTaskDistribution, size: int, rng: np.random.Generator) -> Episode:
-        return sample_episode(distribution, size, rng)
 
     # --- the learner ------------------------------------------------------------------------------
     def _predict(self, theta: Tensor, x: Tensor) -> Tensor:

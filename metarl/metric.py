@@ -42,7 +42,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.func import vmap
 
-from metarl.few_shot import sample_episode
+from metarl.few_shot import EpisodicTraining
 from metarl.models import TaskBatchNorm2d, build_model, vmap_safe_norm
 from metarl.tasks import Episode, SupervisedTaskDistribution
 
@@ -367,7 +367,7 @@ class MatchingNetworkModel(nn.Module):
         return attention_log_probabilities(query, support, support_y, ways)
 
 
-class MatchingNetwork(_MetricLearner):
+class MatchingNetwork(EpisodicTraining, _MetricLearner):
     """Matching Networks trained episodically with Adam on the query negative log-likelihood.
 
     Every task of an episode goes through at once (no loop over tasks), with any number of ways and
@@ -392,10 +392,6 @@ class MatchingNetwork(_MetricLearner):
             raise ValueError(f"Matching Networks classify; the distribution's loss is {distribution.loss!r}")
         conv = build_model(conv4_spec(model, config.norm))
         return cls(conv.features, conv.classifier.in_features, config, device)
-
-    def training_batch(self, distribution: SupervisedTaskDistribution, size: int, rng: np.random.Generator) -> Episode:
-        """An episode of ``size`` fresh tasks."""
-        return sample_episode(distribution, size, rng)
 
     def meta_train_step(self, episode: Episode) -> dict[str, float]:
         """One Adam step on the mean query negative log-likelihood over the episode's tasks."""
