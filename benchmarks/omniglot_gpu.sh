@@ -4,13 +4,17 @@
 #   bash benchmarks/omniglot_gpu.sh probe OUT            # bench_maml on CUDA + a few steps of each Omniglot setting
 #   bash benchmarks/omniglot_gpu.sh train OUT N5 N20 S   # 5-way and 20-way 1-shot side by side, N5 / N20
 #                                                        # iterations, each stopped after S seconds at most
+#   bash benchmarks/omniglot_gpu.sh cold OUT N [S]       # time to accuracy: 5-way 1-shot alone for N iterations
+#                                                        # (stopped after S seconds at most) from a cold start
+#                                                        # (empty decoded-image cache), wall time of the whole
+#                                                        # run, final 600-task eval included
 #
 # Needs METARL_DATA (a folder holding omniglot/images_*.zip) and the project importable (PYTHONPATH=.
 # or installed). Each run folder is packed into OUT/<run>.tgz with its metrics, TensorBoard events,
 # checkpoint and eval.json. A run stopped by its time limit is evaluated from its last checkpoint
 # (600 test tasks) into <run>/eval_checkpoint.json.
 set -uo pipefail
-phase=${1:?probe or train}
+phase=${1:?probe, train or cold}
 out=${2:?output folder}
 runs=${RUNS:-/tmp/metarl-runs}
 device=${DEVICE:-cuda}  # DEVICE=cpu tries the script without a GPU
@@ -59,6 +63,18 @@ train)
     pack omniglot-5w1s
     (( n20 > 0 )) && pack omniglot-20w1s
     ;;
+cold)
+    n5=${3:?iterations}; limit=${4:-0}  # timeout 0: no limit
+    export METARL_CACHE; METARL_CACHE=$(mktemp -d)  # nothing decoded yet: the zips are read and decoded in the timed run
+    started=$(date +%s.%N)
+    timeout "$limit" python3 scripts/train_omniglot.py "${five_way[@]}" --out "$runs/omniglot-5w1s-cold" --iterations "$n5" \
+        --device "$device" --no-progress > "$out/cold_5w1s.log" 2>&1
+    status=$?
+    wall=$(python3 -c "import sys; print(f'{float(sys.argv[2]) - float(sys.argv[1]):.1f}')" "$started" "$(date +%s.%N)")
+    tail -n 12 "$out/cold_5w1s.log"
+    echo "cold start to final 600-task evaluation: $wall s wall (exit $status)" | tee "$out/cold_wall.txt"
+    pack omniglot-5w1s-cold
+    ;;
 *)
-    echo "unknown phase $phase (probe or train)" >&2; exit 2 ;;
+    echo "unknown phase $phase (probe, train or cold)" >&2; exit 2 ;;
 esac

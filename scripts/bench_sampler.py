@@ -1,12 +1,15 @@
-"""Environment steps per second of metarl's TrajectorySampler on the MuJoCo tasks, next to MuJoCo's own rate.
+"""Environment steps per second of metarl's TrajectorySampler on the MuJoCo tasks, against the physics ceiling.
 
 For each environment: ``tasks x episodes_per_task`` lanes sampled in lock-step by
 :class:`metarl.rl.TrajectorySampler` (policy included: a ``GaussianMLPPolicy`` whose parameters are
 stacked per task, one batched forward per step) with gymnasium's ``SyncVectorEnv`` and with
-:class:`metarl.rl.ShardedVectorEnv` on 1..W worker processes; and the raw rate of ``mujoco.mj_step`` on
-the same model in this process (one core), with that rate divided by the environment's ``frame_skip``:
-the most environment steps per second one core could give if gymnasium, the task reward and the policy
-cost nothing.
+:class:`metarl.rl.ShardedVectorEnv` on 1, 2, 4, ... W worker processes. Against:
+
+- the **ceiling** of this machine: the same lanes stepped by ``mujoco.rollout`` on W threads, one rollout
+  call of ``frame_skip`` physics steps per environment step, no gymnasium and no reward. Closed loop, the
+  same policy runs between the calls on ``--policy-device`` (the paper-size figures of issue 6 were
+  taken this way); open loop, the controls are drawn in advance;
+- the raw rate of ``mujoco.mj_step`` on one core, divided by ``frame_skip``.
 
     PYTHONPATH=. python scripts/bench_sampler.py                       # the paper's 40 tasks x 20 episodes
     PYTHONPATH=. python scripts/bench_sampler.py --tasks 4 --episodes-per-task 5 --horizon 100 --max-workers 2
@@ -53,7 +56,12 @@ class Args:
     horizon: int = 200
     """Steps per episode."""
     max_workers: int | None = None
-    """W: ShardedVectorEnv is timed with 1..W workers (at most N x M); default: the CPU count."""
+    """W: ShardedVectorEnv is timed with 1, 2, 4, ... W workers (at most N x M), and the ceiling uses W
+    threads; default: the CPU count."""
+    workers: tuple[int, ...] = ()
+    """Worker counts to time ShardedVectorEnv with, instead of 1, 2, 4, ... W (each at most N x M)."""
+    policy_device: str = "cpu"
+    """Device of the policy in the closed-loop ceiling (cuda on a GPU machine; the sampler's policy is on the CPU)."""
     repeats: int = 3
     """Timed samples per configuration; the median is reported."""
     warmup: int = 1
@@ -73,6 +81,8 @@ class Args:
         for name in ("tasks", "episodes_per_task", "horizon", "repeats", "mj_steps", "threads"):
             if getattr(self, name) < 1:
                 raise ValueError(f"--{name.replace('_', '-')} must be a positive integer, got {getattr(self, name)}")
+        if any(w < 1 for w in self.workers):
+            raise ValueError(f"--workers must be positive integers, got {list(self.workers)}")
         if self.max_workers is not None and self.max_workers < 1:
             raise ValueError(f"--max-workers must be a positive integer, got {self.max_workers}")
         if self.warmup < 0:
@@ -94,6 +104,51 @@ def mj_step_rate(model: mujoco.MjModel, steps: int, frame_skip: int, rng: np.ran
             data.ctrl[:] = controls[i // frame_skip]
         mujoco.mj_step(model, data)
     return steps / (time.perf_counter() - started)
+
+
+def worker_counts(max_workers: int) -> list[int]:
+    """1, 2, 4, ... up to ``max_workers``, which is always included."""
+    counts = [1]
+    while counts[-1] * 2 < max_workers:
+        counts.append(counts[-1] * 2)
+    return counts + [max_workers] if max_workers > 1 else counts
+
+
+def rollout_ceiling(model: mujoco.MjModel, frame_skip: int, lanes: int, horizon: int, threads: int,
+                    policy: GaussianMLPPolicy | None, device: torch.device, rng: np.random.Generator) -> float:
+    """Environment steps per second of ``lanes`` copies of ``model`` stepped in lock-step by ``mujoco.rollout``
+    on ``threads`` threads for ``horizon`` environment steps: closed loop with ``policy`` (its observation
+    is the first entries of ``[qpos, qvel]``, padded with zeros), open loop with uniform controls if None."""
+    from mujoco import rollout
+
+    spec = mujoco.mjtState.mjSTATE_FULLPHYSICS
+    data = mujoco.MjData(model)
+    mujoco.mj_forward(model, data)
+    state = np.empty(mujoco.mj_stateSize(model, spec))
+    mujoco.mj_getState(model, data, state, spec)
+    states = np.tile(state, (lanes, 1))
+    datas = [mujoco.MjData(model) for _ in range(threads)]
+    low, high = model.actuator_ctrlrange.T
+    physics = slice(1, 1 + model.nq + model.nv)  # FULLPHYSICS starts with time, then qpos and qvel
+    obs_dim = policy.mean[0].in_features if policy is not None else 0
+    if policy is not None:
+        policy = policy.to(device)
+    open_loop = rng.uniform(low, high, size=(horizon, lanes, model.nu)) if policy is None else None
+    with rollout.Rollout(nthread=threads) as pool, torch.no_grad():
+        started = time.perf_counter()
+        for t in range(horizon):
+            if policy is None:
+                actions = open_loop[t]
+            else:
+                physical = torch.from_numpy(states[:, physics]).to(device, torch.float32)
+                obs = torch.nn.functional.pad(physical, (0, max(0, obs_dim - physical.shape[1])))[:, :obs_dim]
+                mean, log_std = policy(obs)
+                actions = (mean + log_std.exp() * torch.randn_like(mean)).cpu().numpy().clip(low, high)
+            control = np.repeat(actions[:, None, :], frame_skip, axis=1)
+            trajectory, _ = pool.rollout(model, datas, states, control, nstep=frame_skip)
+            states = trajectory[:, -1]
+        seconds = time.perf_counter() - started
+    return lanes * horizon / seconds
 
 
 def time_sampler(args: Args, sampler: TrajectorySampler, params: dict[str, torch.Tensor], tasks: list) -> dict:
@@ -133,8 +188,21 @@ def bench_env(args: Args, env_id: str, max_workers: int) -> dict[str, Any]:
         ("sync", None, lambda n: gymnasium.make_vec(env_id, num_envs=n, vectorization_mode="sync"))
     ]
     makers += [
-        ("sharded", w, lambda n, w=w: ShardedVectorEnv(env_id, n, w)) for w in range(1, min(max_workers, lanes) + 1)
+        ("sharded", w, lambda n, w=w: ShardedVectorEnv(env_id, n, w))
+        for w in sorted({min(w, lanes) for w in args.workers or worker_counts(max_workers)})
     ]
+    threads = min(max_workers, lanes)
+    ceiling = {
+        "threads": threads,
+        "policy_device": args.policy_device,
+        "closed_loop_env_steps_per_s": rollout_ceiling(task_env.model, frame_skip, lanes, args.horizon, threads, policy,
+                                                       torch.device(args.policy_device), rng),
+        "open_loop_env_steps_per_s": rollout_ceiling(task_env.model, frame_skip, lanes, args.horizon, threads, None,
+                                                     torch.device(args.policy_device), rng),
+    }
+    print(f"  {env_id:32s} ceiling  {threads:>7} {ceiling['closed_loop_env_steps_per_s']:12,.0f} env steps/s "
+          f"(closed loop; open loop {ceiling['open_loop_env_steps_per_s']:,.0f})", flush=True)
+    policy = policy.cpu()
     runs = []
     for vectorization, workers, make in makers:
         sampler = TrajectorySampler(make, policy, args.episodes_per_task, args.horizon)
@@ -146,6 +214,7 @@ def bench_env(args: Args, env_id: str, max_workers: int) -> dict[str, Any]:
         finally:
             sampler.close()
         run["fraction_of_one_core_bound"] = run["env_steps_per_s"] / (raw / frame_skip)
+        run["fraction_of_ceiling"] = run["env_steps_per_s"] / ceiling["closed_loop_env_steps_per_s"]
         runs.append(run)
         print(f"  {env_id:32s} {vectorization:8s} {workers or '':>7} {run['env_steps_per_s']:12,.0f} env steps/s",
               flush=True)
@@ -156,6 +225,7 @@ def bench_env(args: Args, env_id: str, max_workers: int) -> dict[str, Any]:
         "lanes": lanes,
         "mj_step_per_s": raw,
         "env_steps_per_s_bound_one_core": raw / frame_skip,
+        "ceiling": ceiling,
         "runs": runs,
     }
 
@@ -185,16 +255,19 @@ def print_table(report: dict[str, Any]) -> None:
     print(f"\n{settings['tasks']} tasks x {settings['episodes_per_task']} episodes, horizon {settings['horizon']}, "
           f"median of {settings['repeats']}; {report['cpu_count']} CPUs, load average "
           f"{report['load_average_before'][0]:.1f} before, {report['load_average_after'][0]:.1f} after")
-    print(f"{'environment':32s} {'sampler':8s} {'workers':>7s} {'env steps/s':>12s} {'of 1-core bound':>16s}")
+    print(f"{'environment':32s} {'sampler':8s} {'workers':>7s} {'env steps/s':>12s} {'of 1-core bound':>16s} "
+          f"{'of ceiling':>11s}")
     for result in report["results"]:
+        ceiling = result["ceiling"]
         print(f"{result['env_id']:32s} {'mj_step':8s} {'':>7s} {result['mj_step_per_s']:12,.0f}   "
               f"(raw mj_step/s; frame_skip {result['frame_skip']}, dt {result['dt']:g} s)")
-        print(f"{'':32s} {'bound':8s} {'':>7s} {result['env_steps_per_s_bound_one_core']:12,.0f} "
-              f"{1:16.0%}")
+        print(f"{'':32s} {'bound':8s} {'':>7s} {result['env_steps_per_s_bound_one_core']:12,.0f} {1:16.0%}")
+        print(f"{'':32s} {'ceiling':8s} {ceiling['threads']:>7} {ceiling['closed_loop_env_steps_per_s']:12,.0f} "
+              f"{'':16s} {1:11.0%}  (mujoco.rollout, policy on {ceiling['policy_device']}; open loop "
+              f"{ceiling['open_loop_env_steps_per_s']:,.0f})")
         for run in result["runs"]:
             print(f"{'':32s} {run['vectorization']:8s} {run['workers'] or '':>7} {run['env_steps_per_s']:12,.0f} "
-                  f"{run['fraction_of_one_core_bound']:16.0%}")
-
+                  f"{run['fraction_of_one_core_bound']:16.0%} {run['fraction_of_ceiling']:11.0%}")
 
 def main(args: Args) -> None:
     report = run(args)
