@@ -89,6 +89,11 @@ def _check_frame_skip(frame_skip: int, owner: str) -> int:
     return int(frame_skip)
 
 
+def control_costs(actions: np.ndarray, low: np.ndarray, high: np.ndarray, weight: float) -> np.ndarray:
+    """``weight |clip(a, low, high)|^2`` over the last axis: the control cost of the torque MuJoCo applies."""
+    return weight * np.sum(np.square(np.clip(actions, low, high)), axis=-1)
+
+
 def _refuse_kwargs(kwargs: Mapping[str, Any], names: Collection[str], owner: str) -> None:
     """Refuse v5 constructor arguments that the task reward replaces: they would be silently ignored."""
     given = sorted(set(kwargs) & set(names))
@@ -120,7 +125,7 @@ class _LocomotionTaskEnv(TaskEnv):
         return {**super()._get_reset_info(), "task": task_info(self._task)}
 
     def _clipped_control_cost(self, action: np.ndarray) -> float:
-        return float(self.control_cost(np.clip(action, self.action_space.low, self.action_space.high)))
+        return float(control_costs(action, self.action_space.low, self.action_space.high, self._ctrl_cost_weight))
 
 
 class _HalfCheetahTaskEnv(_LocomotionTaskEnv, HalfCheetahEnv):
@@ -133,8 +138,16 @@ class _HalfCheetahTaskEnv(_LocomotionTaskEnv, HalfCheetahEnv):
         self.set_default_task()
 
     @abstractmethod
+    def task_vector(self) -> np.ndarray:
+        """The current task as the numbers :meth:`forward_rewards` reads (a vector env keeps one row per lane)."""
+
+    @staticmethod
+    @abstractmethod
+    def forward_rewards(x_velocity: np.ndarray, task_vectors: np.ndarray) -> np.ndarray:
+        """The task term of the reward for velocities ``[...]`` under tasks ``[..., k]`` (rows of :meth:`task_vector`)."""
+
     def _forward_reward(self, x_velocity: float) -> float:
-        """The task term of the reward."""
+        return float(self.forward_rewards(np.asarray(x_velocity), self.task_vector()))
 
     def _get_rew(self, x_velocity: float, action: np.ndarray) -> tuple[float, dict[str, Any]]:
         forward_reward = self._forward_reward(x_velocity)
@@ -205,8 +218,12 @@ class HalfCheetahVelEnv(_HalfCheetahTaskEnv):
         check_keys(task, ("velocity",))
         self._goal_velocity = number_in_range(task, "velocity", *self._velocity_range)
 
-    def _forward_reward(self, x_velocity: float) -> float:
-        return -abs(x_velocity - self._goal_velocity)
+    def task_vector(self) -> np.ndarray:
+        return np.array([self._goal_velocity])
+
+    @staticmethod
+    def forward_rewards(x_velocity: np.ndarray, task_vectors: np.ndarray) -> np.ndarray:
+        return -np.abs(x_velocity - task_vectors[..., 0])
 
 
 class HalfCheetahDirEnv(_HalfCheetahTaskEnv):
@@ -230,8 +247,12 @@ class HalfCheetahDirEnv(_HalfCheetahTaskEnv):
         check_keys(task, ("direction",))
         self._direction = sign(task, "direction")
 
-    def _forward_reward(self, x_velocity: float) -> float:
-        return self._direction * x_velocity
+    def task_vector(self) -> np.ndarray:
+        return np.array([float(self._direction)])
+
+    @staticmethod
+    def forward_rewards(x_velocity: np.ndarray, task_vectors: np.ndarray) -> np.ndarray:
+        return task_vectors[..., 0] * x_velocity
 
 
 class AntVelEnv(_AntTaskEnv):

@@ -81,8 +81,16 @@ METARL_ENVS: dict[str, tuple[str, int, str | None]] = {
         100,
         "envs.navigation:Navigation2DVectorEnv",
     ),
-    "metarl/HalfCheetahVel-v0": ("envs.locomotion:HalfCheetahVelEnv", 200, None),
-    "metarl/HalfCheetahDir-v0": ("envs.locomotion:HalfCheetahDirEnv", 200, None),
+    "metarl/HalfCheetahVel-v0": (
+        "envs.locomotion:HalfCheetahVelEnv",
+        200,
+        "envs.rollout_vector:HalfCheetahVelVectorEnv",
+    ),
+    "metarl/HalfCheetahDir-v0": (
+        "envs.locomotion:HalfCheetahDirEnv",
+        200,
+        "envs.rollout_vector:HalfCheetahDirVectorEnv",
+    ),
     "metarl/AntVel-v0": ("envs.locomotion:AntVelEnv", 200, None),
     "metarl/AntDir-v0": ("envs.locomotion:AntDirEnv", 200, None),
     "metarl/AntGoal-v0": ("envs.locomotion:AntGoalEnv", 200, None),

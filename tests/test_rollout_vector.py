@@ -1,0 +1,97 @@
+"""The mujoco.rollout HalfCheetah vector environments: what SyncVectorEnv over the single one gives, and errors."""
+
+from __future__ import annotations
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch
+
+import envs  # noqa: F401  (registers the metarl/* ids)
+from envs.rollout_vector import HalfCheetahDirVectorEnv, HalfCheetahVelVectorEnv
+from metarl.functional import parameters_of
+from metarl.models import GaussianMLPPolicy
+from metarl.rl.sampler import TrajectorySampler, stack_params
+from metarl.tasks import Task
+
+LANES = 5
+SHORT = 12  # episodes end within the tests, so lanes autoreset
+
+
+def _assert_info_equal(native: dict, sync: dict) -> None:
+    assert native.keys() == sync.keys()
+    for key, value in sync.items():
+        if isinstance(value, dict):
+            _assert_info_equal(native[key], value)
+        else:
+            np.testing.assert_allclose(native[key], value, rtol=0, atol=1e-9)
+
+
+@pytest.mark.parametrize("env_id, vector_class", [("metarl/HalfCheetahVel-v0", HalfCheetahVelVectorEnv),
+                                                  ("metarl/HalfCheetahDir-v0", HalfCheetahDirVectorEnv)])
+def test_rollout_vector_env_equals_sync_vector_env(env_id: str, vector_class: type) -> None:
+    native = gym.make_vec(env_id, num_envs=LANES, max_episode_steps=SHORT, threads=2)
+    sync = gym.make_vec(env_id, num_envs=LANES, vectorization_mode="sync", max_episode_steps=SHORT)
+    assert isinstance(native, vector_class)  # the default of make_vec for these ids
+    tasks = native.sample_tasks(LANES, np.random.default_rng(0))
+    native.set_attr("task", tasks)
+    sync.set_attr("task", tasks)
+    assert native.get_attr("task") == sync.get_attr("task") == tuple(tasks)
+    observation, info = native.reset(seed=3)
+    expected_observation, expected_info = sync.reset(seed=3)
+    np.testing.assert_array_equal(observation, expected_observation)
+    _assert_info_equal(info, expected_info)
+    rng = np.random.default_rng(1)
+    truncations = 0
+    for _ in range(2 * SHORT + 3):  # two autoresets per lane
+        actions = rng.uniform(-1.5, 1.5, (LANES, 6))  # some outside the action box: clipped by MuJoCo and the cost
+        step, expected = native.step(actions), sync.step(actions)
+        for got, want in zip(step[:4], expected[:4]):
+            assert got.dtype == want.dtype
+            np.testing.assert_allclose(got, want, rtol=0, atol=1e-9)
+        _assert_info_equal(step[4], expected[4])
+        truncations += int(step[3].sum())
+    assert truncations == 2 * LANES
+    native.close()
+
+
+def test_sampler_gives_the_same_trajectories_with_the_rollout_vector_env() -> None:
+    env_id = "metarl/HalfCheetahVel-v0"
+    probe = gym.make(env_id)
+    tasks = probe.unwrapped.sample_tasks(3, np.random.default_rng(0))
+    torch.manual_seed(0)
+    policy = GaussianMLPPolicy(probe.observation_space.shape[0], probe.action_space.shape[0], hidden=(8,))
+    params = stack_params(parameters_of(policy), len(tasks))
+    native, sync = (
+        TrajectorySampler(make, policy, episodes_per_task=2, horizon=30).sample(params, tasks, seed=7)
+        for make in (lambda n: gym.make_vec(env_id, num_envs=n, threads=2),
+                     lambda n: gym.make_vec(env_id, num_envs=n, vectorization_mode="sync"))
+    )
+    for name in ("observations", "actions", "rewards", "mask"):
+        torch.testing.assert_close(getattr(native, name), getattr(sync, name), rtol=0, atol=1e-6)
+
+
+def test_rollout_vector_env_refuses_bad_input() -> None:
+    vec = HalfCheetahVelVectorEnv(num_envs=3, threads=1)
+    with pytest.raises(gym.error.ResetNeeded):
+        vec.step(np.zeros((3, 6)))
+    vec.reset(seed=0)
+    with pytest.raises(ValueError, match="shape"):
+        vec.step(np.zeros((2, 6)))
+    with pytest.raises(ValueError, match="expected 3 tasks"):
+        vec.set_attr("task", vec.sample_tasks(2, np.random.default_rng(0)))
+    with pytest.raises(ValueError, match="halfcheetah-vel"):
+        vec.set_attr("task", [Task("ant-vel", {"velocity": 1.0})] * 3)
+    with pytest.raises(ValueError, match="velocity"):  # outside the distribution's range, as the single env says
+        vec.set_attr("task", Task("halfcheetah-vel", {"velocity": 5.0}))
+    with pytest.raises(AttributeError, match="'task' only"):
+        vec.get_attr("velocity")
+    with pytest.raises(ValueError, match="only the option 'task'"):
+        vec.reset(options={"reset_mask": np.ones(3, dtype=bool)})
+    for bad in ({"num_envs": 0}, {"num_envs": 2, "threads": 0}, {"num_envs": 2, "max_episode_steps": 0}):
+        with pytest.raises(ValueError, match=next(iter(bad)) if len(bad) == 1 else list(bad)[-1]):
+            HalfCheetahVelVectorEnv(**bad)
+    task = Task("halfcheetah-vel", {"velocity": 1.5})
+    vec.reset(options={"task": task})
+    assert vec.get_attr("task") == (task, task, task)
+    vec.close()
