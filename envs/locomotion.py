@@ -174,11 +174,17 @@ class _AntTaskEnv(_LocomotionTaskEnv, AntEnv):
         self.set_default_task()
 
     @abstractmethod
-    def _task_reward(self, x_velocity: float) -> float:
-        """The task term of the reward, named ``_task_reward_name`` in ``info``."""
+    def task_vector(self) -> np.ndarray:
+        """The current task as the numbers :meth:`task_rewards` reads (a vector env keeps one row per lane)."""
+
+    @staticmethod
+    @abstractmethod
+    def task_rewards(x_velocity: np.ndarray, xy: np.ndarray, task_vectors: np.ndarray) -> np.ndarray:
+        """The task term of the reward, named ``_task_reward_name`` in ``info``, for torso velocities ``[...]``
+        and positions ``xy`` (``qpos[:2]``, ``[..., 2]``) under tasks ``[..., k]`` (rows of :meth:`task_vector`)."""
 
     def _get_rew(self, x_velocity: float, action: np.ndarray) -> tuple[float, dict[str, Any]]:
-        task_reward = self._task_reward(x_velocity)
+        task_reward = float(self.task_rewards(np.asarray(x_velocity), self.data.qpos[:2], self.task_vector()))
         ctrl_cost = self._clipped_control_cost(action)
         contact_cost = self.contact_cost
         info = {
@@ -283,8 +289,12 @@ class AntVelEnv(_AntTaskEnv):
         check_keys(task, ("velocity",))
         self._goal_velocity = number_in_range(task, "velocity", *self._velocity_range)
 
-    def _task_reward(self, x_velocity: float) -> float:
-        return -abs(x_velocity - self._goal_velocity) + 1.0
+    def task_vector(self) -> np.ndarray:
+        return np.array([self._goal_velocity])
+
+    @staticmethod
+    def task_rewards(x_velocity: np.ndarray, xy: np.ndarray, task_vectors: np.ndarray) -> np.ndarray:
+        return -np.abs(x_velocity - task_vectors[..., 0]) + 1.0
 
 
 class AntDirEnv(_AntTaskEnv):
@@ -312,8 +322,12 @@ class AntDirEnv(_AntTaskEnv):
         check_keys(task, ("direction",))
         self._direction = sign(task, "direction")
 
-    def _task_reward(self, x_velocity: float) -> float:
-        return self._direction * x_velocity
+    def task_vector(self) -> np.ndarray:
+        return np.array([float(self._direction)])
+
+    @staticmethod
+    def task_rewards(x_velocity: np.ndarray, xy: np.ndarray, task_vectors: np.ndarray) -> np.ndarray:
+        return task_vectors[..., 0] * x_velocity
 
 
 class AntGoalEnv(_AntTaskEnv):
@@ -353,5 +367,9 @@ class AntGoalEnv(_AntTaskEnv):
         check_keys(task, ("goal",))
         self._goal = point_in_box(task, "goal", 2, *self._goal_range)
 
-    def _task_reward(self, x_velocity: float) -> float:
-        return -float(np.sum(np.abs(self.data.qpos[:2] - self._goal))) + 4.0
+    def task_vector(self) -> np.ndarray:
+        return np.asarray(self._goal, dtype=np.float64)
+
+    @staticmethod
+    def task_rewards(x_velocity: np.ndarray, xy: np.ndarray, task_vectors: np.ndarray) -> np.ndarray:
+        return -np.abs(xy - task_vectors).sum(axis=-1) + 4.0

@@ -84,16 +84,16 @@ METARL_ENVS: dict[str, tuple[str, int, str | None]] = {
     "metarl/HalfCheetahVel-v0": (
         "envs.locomotion:HalfCheetahVelEnv",
         200,
-        "envs.rollout_vector:HalfCheetahVelVectorEnv",
+        "envs.locomotion_vector:HalfCheetahVelVectorEnv",
     ),
     "metarl/HalfCheetahDir-v0": (
         "envs.locomotion:HalfCheetahDirEnv",
         200,
-        "envs.rollout_vector:HalfCheetahDirVectorEnv",
+        "envs.locomotion_vector:HalfCheetahDirVectorEnv",
     ),
-    "metarl/AntVel-v0": ("envs.locomotion:AntVelEnv", 200, None),
-    "metarl/AntDir-v0": ("envs.locomotion:AntDirEnv", 200, None),
-    "metarl/AntGoal-v0": ("envs.locomotion:AntGoalEnv", 200, None),
+    "metarl/AntVel-v0": ("envs.locomotion:AntVelEnv", 200, "envs.locomotion_vector:AntVelVectorEnv"),
+    "metarl/AntDir-v0": ("envs.locomotion:AntDirEnv", 200, "envs.locomotion_vector:AntDirVectorEnv"),
+    "metarl/AntGoal-v0": ("envs.locomotion:AntGoalEnv", 200, "envs.locomotion_vector:AntGoalVectorEnv"),
 }
 """id -> (entry point, max_episode_steps, vector entry point) of the environments that ``envs`` registers."""
 

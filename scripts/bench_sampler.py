@@ -3,7 +3,7 @@
 For each environment: ``tasks x episodes_per_task`` lanes sampled in lock-step by
 :class:`metarl.rl.TrajectorySampler` (policy included: a ``GaussianMLPPolicy`` whose parameters are
 stacked per task, one batched forward per step) with gymnasium's ``SyncVectorEnv``, with the environment's
-own vector class where it has one (HalfCheetah: :mod:`envs.rollout_vector`, on W threads; what MAML-TRPO
+own vector class where it has one (:mod:`envs.locomotion_vector`, on W threads; what MAML-TRPO
 uses by default) and with :class:`metarl.rl.ShardedVectorEnv` on 1, 2, 4, ... W worker processes. Against:
 
 - the **ceiling** of this machine: the same lanes stepped by ``mujoco.rollout`` on W threads, one rollout
@@ -188,7 +188,7 @@ def bench_env(args: Args, env_id: str, max_workers: int) -> dict[str, Any]:
     makers: list[tuple[str, int | None, Any]] = [
         ("sync", None, lambda n: gymnasium.make_vec(env_id, num_envs=n, vectorization_mode="sync"))
     ]
-    if gymnasium.spec(env_id.split(":")[-1]).vector_entry_point is not None:  # the environment's own vector class (mujoco.rollout)
+    if gymnasium.spec(env_id.split(":")[-1]).vector_entry_point is not None:  # the environment's own vector class
         makers.append(("native", max_workers, lambda n: gymnasium.make_vec(
             env_id, num_envs=n, vectorization_mode="vector_entry_point", threads=min(max_workers, n))))
     makers += [

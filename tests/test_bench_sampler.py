@@ -37,9 +37,13 @@ def test_bench_sampler_end_to_end(tmp_path):
     assert result["mj_step_per_s"] > 0
     assert result["env_steps_per_s_bound_one_core"] == pytest.approx(result["mj_step_per_s"] / 2)
     assert [(run["vectorization"], run["workers"]) for run in result["runs"]] == [
-        ("sync", None), ("sharded", 1), ("sharded", 2)
+        ("sync", None), ("native", 2), ("sharded", 1), ("sharded", 2)
     ]
+    ceiling = result["ceiling"]
+    assert ceiling["threads"] == 2 and ceiling["policy_device"] == "cpu"
+    assert ceiling["closed_loop_env_steps_per_s"] > 0 and ceiling["open_loop_env_steps_per_s"] > 0
     for run in result["runs"]:
+        assert run["fraction_of_ceiling"] == pytest.approx(run["env_steps_per_s"] / ceiling["closed_loop_env_steps_per_s"])
         assert run["env_steps_per_s"] > 0 and run["lane_steps_per_s"] >= run["env_steps_per_s"]
         assert len(run["seconds"]) == 1 and 0 < run["env_steps"][0] <= 4 * 5
         assert run["fraction_of_one_core_bound"] == pytest.approx(
