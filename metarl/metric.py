@@ -95,16 +95,17 @@ def nearest_neighbour_log_probabilities(query: Tensor, support: Tensor, support_
     return torch.log_softmax(nearest, dim=-1)
 
 
-def attention_log_probabilities(query: Tensor, support: Tensor, support_y: Tensor, ways: int) -> Tensor:
+def attention_log_probabilities(query: Tensor, support: Tensor, support_y: Tensor, ways: int,
+                                scale: float = 1.0) -> Tensor:
     """Matching Networks' class log-probabilities ``[T, Q, ways]`` (Vinyals et al. 2016, eqs. 1-2).
 
     ``P(y = c | x, S) = sum_i a(x, x_i) [y_i = c]`` with the attention ``a(x, x_i)`` a softmax over the
-    support set of the cosine similarities of the query embedding ``query [T, Q, D]`` with the support
-    embeddings ``support [T, S, D]`` (labels ``support_y [T, S]`` in ``0..ways - 1``). Cosines lie in
-    [-1, 1], so the attention never underflows; only a class without support examples gets probability
-    0 (its log is floored at the smallest positive float, so it stays finite).
+    support set of ``scale`` times the cosine similarities of the query embedding ``query [T, Q, D]`` with
+    the support embeddings ``support [T, S, D]`` (labels ``support_y [T, S]`` in ``0..ways - 1``); the paper's
+    is ``scale = 1``. Only a class without support examples gets probability 0 (its log is floored at the
+    smallest positive float, so it stays finite).
     """
-    attention = torch.softmax(cosine_similarity(query, support), dim=-1)  # [T, Q, S]
+    attention = torch.softmax(scale * cosine_similarity(query, support), dim=-1)  # [T, Q, S]
     probabilities = attention @ F.one_hot(support_y, ways).to(attention.dtype)  # [T, Q, ways]
     return torch.log(probabilities.clamp_min(torch.finfo(probabilities.dtype).tiny))
 
@@ -298,11 +299,19 @@ class MatchingNetworkConfig:
     (twitter/meta-learning-lstm, ``model/baselines/matching-net.lua``) passes."""
     norm: Norm = "running"
     """Conv4's batch norm: running (ordinary, non-transductive at test) or task (per-task statistics)."""
+    cosine_scale: float = 1.0
+    """Factor on the cosine similarities before the attention's softmax; 1 is the paper's plain cosine. A
+    softmax over values in [-1, 1] (in [0, 1] for Conv4's non-negative features) cannot be peaked: for 5-way
+    1-shot the correct class gets at best e / (e + 4) = 0.40, so the loss floors near 0.9 and learning
+    stalls. Reimplementations scale it (Chen et al. 2019, "A Closer Look at Few-shot Classification", by
+    100); 10 is a middle value."""
 
     def __post_init__(self) -> None:
         _check_config(self.lr, self.norm)
         if self.fce_steps < 1:
             raise ValueError(f"fce-steps must be a positive integer, got {self.fce_steps}")
+        if not self.cosine_scale > 0:
+            raise ValueError(f"cosine-scale must be positive, got {self.cosine_scale}")
 
 
 class FullContextEmbedding(nn.Module):
@@ -352,11 +361,13 @@ class MatchingNetworkModel(nn.Module):
     """The embedding (a Conv4 trunk, shared by the support and query sides as f' = g') and, with FCE, the
     context embeddings; :meth:`forward` gives the query class log-probabilities."""
 
-    def __init__(self, embedding: nn.Module, size: int, fce: FullContextEmbedding | None = None) -> None:
+    def __init__(self, embedding: nn.Module, size: int, fce: FullContextEmbedding | None = None,
+                 cosine_scale: float = 1.0) -> None:
         super().__init__()
         self.embedding = embedding
         self.size = size
         self.fce = fce
+        self.cosine_scale = cosine_scale
 
     def forward(self, support_x: Tensor, support_y: Tensor, query_x: Tensor, ways: int) -> Tensor:
         """``[T, Q, ways]`` log P(y | query, support set) for images ``[T, S|Q, C, H, W]``, labels ``[T, S]``."""
@@ -364,7 +375,7 @@ class MatchingNetworkModel(nn.Module):
         if self.fce is not None:
             support = self.fce.embed_support(support)
             query = self.fce.embed_query(query, support)
-        return attention_log_probabilities(query, support, support_y, ways)
+        return attention_log_probabilities(query, support, support_y, ways, self.cosine_scale)
 
 
 class MatchingNetwork(EpisodicTraining, _MetricLearner):
@@ -382,7 +393,7 @@ class MatchingNetwork(EpisodicTraining, _MetricLearner):
         """``embedding`` maps images ``[N, C, H, W]`` to ``[N, size]``."""
         config = config or MatchingNetworkConfig()
         fce = FullContextEmbedding(size, config.fce_steps) if config.fce else None
-        super().__init__(MatchingNetworkModel(embedding, size, fce), config, device)
+        super().__init__(MatchingNetworkModel(embedding, size, fce, config.cosine_scale), config, device)
 
     @classmethod
     def create(cls, model: dict[str, Any], distribution: SupervisedTaskDistribution, config: MatchingNetworkConfig,

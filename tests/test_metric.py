@@ -123,6 +123,20 @@ def test_matching_probabilities_equal_the_hand_computed_attention() -> None:
     assert learner.evaluate(ep).tolist() == [[0.5]]
 
 
+def test_cosine_scale_sharpens_the_attention() -> None:
+    support, support_y = torch.tensor([[[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]]]), torch.tensor([[0, 1, 1]])
+    query = torch.tensor([[[1.0, 0.0]]])  # cosines (1, 0, 1/sqrt 2)
+    scaled = [math.exp(10 * c) for c in (1.0, 0.0, 1 / math.sqrt(2))]
+    expected = torch.tensor([scaled[0], scaled[1] + scaled[2]]) / sum(scaled)
+    log_p = attention_log_probabilities(query, support, support_y, 2, scale=10.0)
+    assert torch.allclose(log_p.exp().flatten(), expected, atol=1e-6)
+    assert log_p.exp()[0, 0, 0] > 0.9  # the nearest support now decides, where scale 1 gave it 0.473
+    learner = matching_net(cosine_scale=10.0)
+    assert learner.network.cosine_scale == 10.0
+    with pytest.raises(ValueError, match="cosine-scale"):
+        MatchingNetworkConfig(cosine_scale=0.0)
+
+
 # --- full context embeddings --------------------------------------------------------------------------
 @pytest.mark.parametrize("shots", [1, 5])
 def test_fce_shapes_for_any_shots(shots: int) -> None:
