@@ -2,7 +2,7 @@
 
 A gymnasium ``SyncVectorEnv`` pays some 35 us of Python per lane and step (wrappers, observation, reward)
 around the physics (7 us for a HalfCheetah step, ~75 us for an Ant one). Here the lanes' physics runs in C
-on a pool of threads and observations, rewards and terminations are computed for all lanes at once in
+on a pool of threads (default: :func:`default_threads`) and observations, rewards and terminations are computed for all lanes at once in
 numpy, with the task terms and costs of the single environments (``forward_rewards`` / ``task_rewards`` of
 :mod:`envs.locomotion`, :func:`envs.locomotion.control_costs`):
 
@@ -53,6 +53,12 @@ from metarl.tasks import Task
 Arrays = dict[str, np.ndarray]
 
 
+def default_threads() -> int:
+    """This process's share of the CPU cores: all of them, divided among torchrun's processes on this machine
+    (``LOCAL_WORLD_SIZE``) when it started several, so that they do not oversubscribe the cores."""
+    return max(1, (os.cpu_count() or 1) // int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
+
+
 def _positive_int(name: str, value: Any) -> int:
     if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < 1:
         raise ValueError(f"{name} must be a positive integer, got {value!r}")
@@ -73,7 +79,7 @@ class _LocomotionVectorEnv(VectorEnv):
                  threads: int | None, **env_kwargs: Any) -> None:
         self.num_envs = _positive_int("num_envs", num_envs)
         self.max_episode_steps = _positive_int("max_episode_steps", max_episode_steps)
-        self.threads = min(_positive_int("threads", (os.cpu_count() or 1) if threads is None else threads), num_envs)
+        self.threads = min(_positive_int("threads", default_threads() if threads is None else threads), num_envs)
         self.render_mode, self.spec = None, None
         self._single = env_class(**env_kwargs)
         self.single_observation_space = self._single.observation_space
@@ -193,7 +199,7 @@ class _LocomotionVectorEnv(VectorEnv):
 
 class HalfCheetahRolloutVectorEnv(_LocomotionVectorEnv):
     """``num_envs`` lanes of a HalfCheetah task environment stepped together by ``mujoco.rollout`` on ``threads``
-    threads (default: the CPU count); ``env_kwargs`` go to ``env_class``."""
+    threads (default: :func:`default_threads`); ``env_kwargs`` go to ``env_class``."""
 
     STATE = mujoco.mjtState.mjSTATE_FULLPHYSICS
     """A lane's state: time, qpos, qvel (activations and plugin state: none here)."""
@@ -246,7 +252,7 @@ class HalfCheetahRolloutVectorEnv(_LocomotionVectorEnv):
 
 class AntThreadedVectorEnv(_LocomotionVectorEnv):
     """``num_envs`` lanes of an Ant task environment, each with its own ``MjData``, stepped by ``threads``
-    threads (default: the CPU count) in contiguous slices; ``env_kwargs`` go to ``env_class``."""
+    threads (default: :func:`default_threads`) in contiguous slices; ``env_kwargs`` go to ``env_class``."""
 
     def __init__(self, num_envs: int, max_episode_steps: int, env_class: type[_AntTaskEnv],
                  threads: int | None = None, **env_kwargs: Any) -> None:

@@ -16,6 +16,7 @@ from envs.locomotion_vector import (
     HalfCheetahDirVectorEnv,
     HalfCheetahRolloutVectorEnv,
     HalfCheetahVelVectorEnv,
+    default_threads,
 )
 from metarl.functional import parameters_of
 from metarl.models import GaussianMLPPolicy
@@ -119,3 +120,13 @@ def test_rollout_vector_env_refuses_bad_input() -> None:
     vec.reset(options={"task": task})
     assert vec.get_attr("task") == (task, task, task)
     vec.close()
+
+
+def test_default_threads_share_the_cores_among_torchrun_processes(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("os.cpu_count", lambda: 16)
+    monkeypatch.delenv("LOCAL_WORLD_SIZE", raising=False)
+    assert default_threads() == 16
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "4")
+    assert default_threads() == 4 and HalfCheetahVelVectorEnv(num_envs=8).threads == 4
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "32")
+    assert default_threads() == 1
