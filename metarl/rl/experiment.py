@@ -46,7 +46,8 @@ class RLConfig:
     vectorization_mode: str | None = None
     """gymnasium.make_vec's mode: None (the env's own vector class if it has one, else sync), sync or async."""
     workers: int = 1
-    """Processes that step the lanes (metarl.rl.ShardedVectorEnv) when > 1; use up to the free cores."""
+    """Processes that step the lanes (metarl.rl.ShardedVectorEnv, each with gymnasium's SyncVectorEnv) when > 1;
+    the MuJoCo tasks' own vector classes (the default, on threads) are faster."""
 
     def __post_init__(self) -> None:
         if self.workers < 1:
