@@ -51,8 +51,8 @@ def steps(args: Args, out: Path) -> list[tuple[str, list[str]]]:
     omniglot = ["--dataset", "omniglot"]
     repeats = ["--repeats", "1", "--warmup", "0"] if args.quick else ["--repeats", "3", "--warmup", "1"]
     memory_steps = ["1", "5"] if args.quick else ["1", "5", "10"]
-    # The sampler at the paper's batch (40 tasks x 20 episodes x 200 steps) on HalfCheetah and Ant, sync and with
-    # half and all of the cores as workers, against the mujoco.rollout ceiling; quick: a small one.
+    # The sampler at the paper's batch (40 tasks x 20 episodes x 200 steps) on HalfCheetah and Ant: sync, the envs'
+    # own vector classes and half and all of the cores as workers, against the mujoco.rollout ceiling; quick: small.
     cores = os.cpu_count() or 1
     sampler = (["--tasks", "4", "--episodes-per-task", "5", "--horizon", "50", "--max-workers", "2", "--repeats", "1",
                 "--warmup", "0", "--mj-steps", "2000"] if args.quick else
