@@ -2,9 +2,9 @@
 
 A gymnasium ``SyncVectorEnv`` pays some 35 us of Python per lane and step (wrappers, observation, reward)
 around the physics (7 us for a HalfCheetah step, ~75 us for an Ant one). Here the lanes' physics runs in C
-on a pool of threads (default: :func:`default_threads`) and observations, rewards and terminations are computed for all lanes at once in
-numpy, with the task terms and costs of the single environments (``forward_rewards`` / ``task_rewards`` of
-:mod:`envs.locomotion`, :func:`envs.locomotion.control_costs`):
+on a pool of threads (default: :func:`default_threads`), and observations, rewards and terminations are
+computed for all lanes at once in numpy, with the task terms and costs of the single environments
+(``forward_rewards`` / ``task_rewards`` of :mod:`envs.locomotion`, :func:`envs.locomotion.control_costs`):
 
 - HalfCheetah (:class:`HalfCheetahRolloutVectorEnv`): one ``mujoco.rollout`` call per step for all lanes.
   ``mujoco.rollout`` starts each call with a zero warm start of the constraint solver where the single
