@@ -76,6 +76,37 @@ class TaskEnv(gym.Env, ABC):
         return super().reset(seed=seed, options=options)
 
 
+class TaskLanes(ABC):
+    """``set_attr("task", ...)`` and ``get_attr("task")`` of a vector environment whose lanes each have a task,
+    as ``SyncVectorEnv`` offers them over :class:`TaskEnv` lanes; the subclass checks and stores the tasks."""
+
+    num_envs: int
+    _tasks: list[Task]
+
+    def set_attr(self, name: str, values: Any) -> None:
+        """``set_attr("task", tasks)``: one task per lane (a list or tuple of ``num_envs``) or one for all."""
+        self._check_name(name)
+        if not isinstance(values, (list, tuple)):
+            values = [values] * self.num_envs
+        if len(values) != self.num_envs:
+            raise ValueError(f"expected {self.num_envs} tasks, one per lane, got {len(values)}")
+        self._set_tasks(list(values))
+
+    def get_attr(self, name: str) -> tuple[Task, ...]:
+        """``get_attr("task")``: the task of each lane."""
+        self._check_name(name)
+        return tuple(self._tasks)
+
+    @abstractmethod
+    def _set_tasks(self, values: list[Any]) -> None:
+        """Check one task (or its ``to_dict()`` form) per lane, ``ValueError`` if one is refused, and store them
+        in ``_tasks`` with whatever ``step`` needs."""
+
+    def _check_name(self, name: str) -> None:
+        if name != "task":
+            raise AttributeError(f"{type(self).__name__} lanes have the attribute 'task' only, not {name!r}")
+
+
 def as_task(task: Task | Mapping[str, Any], family: str) -> Task:
     """``task`` as a :class:`Task` of ``family``; a dict is read with ``Task.from_dict``."""
     if isinstance(task, Mapping):

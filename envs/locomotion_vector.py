@@ -36,7 +36,7 @@ from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 from mujoco import rollout
 
-from envs.base import as_task
+from envs.base import TaskLanes, as_task
 from envs.locomotion import (
     ANT_SURVIVE_REWARD,
     AntDirEnv,
@@ -65,7 +65,7 @@ def _positive_int(name: str, value: Any) -> int:
     return int(value)
 
 
-class _LocomotionVectorEnv(VectorEnv):
+class _LocomotionVectorEnv(TaskLanes, VectorEnv):
     """Lanes of one MuJoCo task environment: tasks, seeding, time limit, autoreset and infos.
 
     Subclasses own the physics: :meth:`_reset_lanes` puts the chosen lanes at a start state drawn with each
@@ -97,27 +97,14 @@ class _LocomotionVectorEnv(VectorEnv):
         """The single environment's distribution."""
         return self._single.sample_tasks(n, rng)
 
-    def set_attr(self, name: str, values: Any) -> None:
-        """``set_attr("task", tasks)``: one task per lane (a list or tuple of ``num_envs``) or one for all,
-        each checked by the single environment's ``set_task``."""
-        if name != "task":
-            raise AttributeError(f"{type(self).__name__} lanes have the attribute 'task' only, not {name!r}")
-        if not isinstance(values, (list, tuple)):
-            values = [values] * self.num_envs
-        if len(values) != self.num_envs:
-            raise ValueError(f"expected {self.num_envs} tasks, one per lane, got {len(values)}")
+    def _set_tasks(self, values: list[Any]) -> None:
+        """Each task checked by the single environment's ``set_task``."""
         tasks, vectors = [], []
         for value in values:
             self._single.set_task(as_task(value, self._single.family))
             tasks.append(self._single.get_task())
             vectors.append(self._single.task_vector())
         self._tasks, self._task_vectors = tasks, np.stack(vectors)
-
-    def get_attr(self, name: str) -> tuple[Task, ...]:
-        """``get_attr("task")``: the task of each lane."""
-        if name != "task":
-            raise AttributeError(f"{type(self).__name__} lanes have the attribute 'task' only, not {name!r}")
-        return tuple(self._tasks)
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[np.ndarray, dict]:
         """Start every lane; lane ``i`` is seeded with ``seed + i`` (as ``SyncVectorEnv`` seeds its lanes) and

@@ -22,7 +22,7 @@ from gymnasium.spaces import Box
 from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 
-from envs.base import DEFAULT_TASK_SEED, TaskEnv, as_task
+from envs.base import DEFAULT_TASK_SEED, TaskEnv, TaskLanes, as_task
 from envs.task_params import check_keys, check_range, point_in_box, task_info, uniform_point_tasks
 from metarl.tasks import Task
 
@@ -117,7 +117,7 @@ class Navigation2DEnv(TaskEnv):
         return self._position.astype(np.float32), float(reward), bool(terminated), False, info
 
 
-class Navigation2DVectorEnv(VectorEnv):
+class Navigation2DVectorEnv(TaskLanes, VectorEnv):
     """``num_envs`` Navigation2D lanes stepped together in numpy; what ``gymnasium.make_vec`` returns.
 
     Each lane has its own task: ``set_attr("task", tasks)`` takes one task per lane (or one task for
@@ -157,23 +157,10 @@ class Navigation2DVectorEnv(VectorEnv):
         """The same distribution as :meth:`Navigation2DEnv.sample_tasks`."""
         return sample_goal_tasks(n, rng, self._goal_range)
 
-    def set_attr(self, name: str, values: Any) -> None:
-        """``set_attr("task", tasks)``: one task per lane (a list or tuple of ``num_envs``) or one for all."""
-        if name != "task":
-            raise AttributeError(f"Navigation2DVectorEnv lanes have the attribute 'task' only, not {name!r}")
-        if not isinstance(values, (list, tuple)):
-            values = [values] * self.num_envs
-        if len(values) != self.num_envs:
-            raise ValueError(f"expected {self.num_envs} tasks, one per lane, got {len(values)}")
+    def _set_tasks(self, values: list[Any]) -> None:
         tasks = [as_task(value, FAMILY) for value in values]
         self._goals = np.stack([task_goal(task, self._goal_range) for task in tasks])
         self._tasks = tasks
-
-    def get_attr(self, name: str) -> tuple[Task, ...]:
-        """``get_attr("task")``: the task of each lane."""
-        if name != "task":
-            raise AttributeError(f"Navigation2DVectorEnv lanes have the attribute 'task' only, not {name!r}")
-        return tuple(self._tasks)
 
     def reset(
         self, *, seed: int | None = None, options: dict[str, Any] | None = None
