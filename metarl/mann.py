@@ -54,6 +54,10 @@ class MANNConfig:
     gamma: float = 0.95
     """Usage decay. The paper gives no value; 0.95 is what the reimplementations use (tristandeleu/ntm-one-shot,
     snowkylin/ntm); a paper summary says 0.99."""
+    key_strength: bool = False
+    """Each head also emits a key strength beta = softplus(.) >= 0 that multiplies the cosines before the read
+    softmax, as in Neural Turing Machines (Graves et al. 2014). False is the paper's eq. 2, whose softmax over
+    cosines in [-1, 1] can give one of 128 slots at most 5.5% of a read, so reads stay near the memory's mean."""
 
     def __post_init__(self) -> None:
         if self.controller not in ("lstm", "feedforward"):
@@ -84,10 +88,12 @@ def empty_memory(batch: int, slots: int, width: int, heads: int, device: torch.d
                        torch.zeros(batch, slots, **options))
 
 
-def cosine_read_weights(keys: Tensor, memory: Tensor) -> Tensor:
+def cosine_read_weights(keys: Tensor, memory: Tensor, strength: Tensor | None = None) -> Tensor:
     """Softmax over slots of the cosine similarity of each key ``[B, H, W]`` with each slot ``[B, N, W]``
-    (eqs. 1-2): ``[B, H, N]``, each row summing to one."""
+    (eqs. 1-2), times the key strength ``[B, H]`` if given: ``[B, H, N]``, each row summing to one."""
     similarity = F.normalize(keys, dim=-1, eps=COSINE_EPS) @ F.normalize(memory, dim=-1, eps=COSINE_EPS).transpose(1, 2)
+    if strength is not None:
+        similarity = strength[..., None] * similarity
     return torch.softmax(similarity, dim=-1)
 
 
@@ -113,13 +119,15 @@ def lrua_write(state: MemoryState, keys: Tensor, gate: Tensor) -> tuple[Tensor, 
     return memory, write_weights
 
 
-def lrua_step(state: MemoryState, keys: Tensor, gate: Tensor, gamma: float) -> tuple[MemoryState, Tensor]:
-    """One memory step: write, then read with the same keys, then update usage (eq. 4).
+def lrua_step(state: MemoryState, keys: Tensor, gate: Tensor, gamma: float,
+              strength: Tensor | None = None) -> tuple[MemoryState, Tensor]:
+    """One memory step: write, then read with the same keys (and key strengths, if any), then update usage
+    (eq. 4).
 
     Returns the next state and the read vectors ``[B, H, W]`` (eq. 3).
     """
     memory, write_weights = lrua_write(state, keys, gate)
-    read_weights = cosine_read_weights(keys, memory)
+    read_weights = cosine_read_weights(keys, memory, strength)
     usage = gamma * state.usage + read_weights.sum(1) + write_weights.sum(1)
     return MemoryState(memory, read_weights, usage), read_weights @ memory
 
@@ -140,7 +148,8 @@ class MANN(nn.Module):
         gates = 4 * size if lstm else size  # LSTM: input, forget, cell and output gates
         self.input_map = nn.Linear(input_size, gates)
         self.recurrent_map = nn.Linear(reads + size * lstm, gates, bias=False)
-        self.heads = nn.Linear(size, config.read_heads * (config.memory_width + 1))
+        self.head_size = config.memory_width + 1 + config.key_strength  # key, write gate (and key strength)
+        self.heads = nn.Linear(size, config.read_heads * self.head_size)
         self.output = nn.Linear(size + reads, output_size)
 
     def forward(self, inputs: Tensor) -> Tensor:
@@ -158,8 +167,10 @@ class MANN(nn.Module):
                 h = torch.sigmoid(o) * torch.tanh(cell)
             else:
                 h = torch.tanh(projected + self.recurrent_map(reads))
-            head = self.heads(h).view(batch, c.read_heads, c.memory_width + 1)
-            state, read = lrua_step(state, torch.tanh(head[..., :-1]), torch.sigmoid(head[..., -1]), c.gamma)
+            head = self.heads(h).view(batch, c.read_heads, self.head_size)
+            keys, gate = torch.tanh(head[..., :c.memory_width]), torch.sigmoid(head[..., c.memory_width])
+            strength = F.softplus(head[..., c.memory_width + 1]) if c.key_strength else None
+            state, read = lrua_step(state, keys, gate, c.gamma, strength)
             reads = read.flatten(1)
             features.append(torch.cat([h, reads], dim=-1))
         return self.output(torch.stack(features, dim=1))

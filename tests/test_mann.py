@@ -270,3 +270,18 @@ def test_a_tiny_training_run_learns_to_bind_labels_above_chance():
     chance = seen_label_guess(held_out.labels)  # about 0.43, above the 1/3 of a blind guess
     assert before[1] < 0.4
     assert after[1] > chance + 0.15, (before.tolist(), after.tolist(), chance)  # measured: 0.72
+
+
+def test_key_strength_sharpens_the_reads():
+    keys = torch.tensor([[[1.0, 0.0]]])
+    memory = torch.tensor([[[1.0, 0.0], [0.0, 1.0], [-1.0, 0.0]]])  # cosines 1, 0, -1
+    plain = cosine_read_weights(keys, memory)
+    strong = cosine_read_weights(keys, memory, torch.tensor([[5.0]]))
+    expected = torch.softmax(torch.tensor([5.0, 0.0, -5.0]), dim=0)
+    assert torch.allclose(strong.flatten(), expected) and strong[0, 0, 0] > 0.99 > plain[0, 0, 0]
+    assert torch.allclose(plain.flatten(), torch.softmax(torch.tensor([1.0, 0.0, -1.0]), dim=0))
+    model = MANN(7, 5, MANNConfig(controller_size=8, memory_slots=6, memory_width=3, read_heads=2, key_strength=True))
+    assert model.heads.out_features == 2 * (3 + 2)  # key, gate and strength per head
+    logits = model(torch.randn(4, 9, 7))
+    logits.sum().backward()
+    assert logits.shape == (4, 9, 5) and model.heads.weight.grad.abs().sum() > 0
