@@ -148,7 +148,7 @@ class MANN(nn.Module):
         gates = 4 * size if lstm else size  # LSTM: input, forget, cell and output gates
         self.input_map = nn.Linear(input_size, gates)
         self.recurrent_map = nn.Linear(reads + size * lstm, gates, bias=False)
-        self.head_size = config.memory_width + 1 + config.key_strength  # key, write gate (and key strength)
+        self.head_size = config.memory_width + 1 + int(config.key_strength)  # key, write gate (and key strength)
         self.heads = nn.Linear(size, config.read_heads * self.head_size)
         self.output = nn.Linear(size + reads, output_size)
 
