@@ -97,8 +97,13 @@ def load_checkpoint(path: str | Path, method: str | Collection[str] | None = Non
     return state
 
 
+def checkpoint_file(path: str | Path) -> Path:
+    """The checkpoint a user names by its run folder or by the file itself: ``RUN/checkpoint.pt`` or ``path``."""
+    path = Path(path)
+    return path / "checkpoint.pt" if path.is_dir() else path
+
+
 def load_run(path: str | Path, method: str | Collection[str]) -> tuple[dict[str, Any], dict[str, Any]]:
     """The checkpoint of a run (its folder or its ``checkpoint.pt``) and the run's configuration."""
-    path = Path(path)
-    state = load_checkpoint(path / "checkpoint.pt" if path.is_dir() else path, method=method)
+    state = load_checkpoint(checkpoint_file(path), method=method)
     return state, json.loads(state["config"])

@@ -9,7 +9,6 @@ import argparse
 import json
 import sys
 from collections.abc import Sequence
-from pathlib import Path
 
 from metarl.checkpoint import CheckpointError
 from metarl.evaluate import EvalResult
@@ -20,10 +19,9 @@ exit code 2."""
 
 
 def _evaluate(args: argparse.Namespace) -> None:
-    from metarl.checkpoint import load_checkpoint
+    from metarl.checkpoint import checkpoint_file, load_checkpoint
 
-    path = Path(args.checkpoint)
-    method = load_checkpoint(path / "checkpoint.pt" if path.is_dir() else path)["method"]
+    method = load_checkpoint(checkpoint_file(args.checkpoint))["method"]
     if method == "maml_trpo":
         result, step, title = _evaluate_rl(args)
     else:

@@ -35,7 +35,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from metarl.checkpoint import load_checkpoint
+from metarl.checkpoint import checkpoint_file, load_checkpoint
 from metarl.experiment import LEARNERS, SupervisedConfig, check_ways, load_experiment, task_family
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
@@ -99,7 +99,7 @@ def run_config(checkpoint: str | Path) -> SupervisedConfig:
     """The configuration of the run at ``checkpoint`` (its folder or ``checkpoint.pt``); ValueError unless it is
     a supervised image classifier whose task family can decode images."""
     path = Path(checkpoint)
-    state = load_checkpoint(path / "checkpoint.pt" if path.is_dir() else path)
+    state = load_checkpoint(checkpoint_file(path))
     supported = f"predict supports supervised image classifiers: {', '.join(LEARNERS)}"
     if state.get("method") not in LEARNERS:
         raise ValueError(f"{supported}; {path} is a {state.get('method')!r} checkpoint")
