@@ -1,19 +1,19 @@
 """The MuJoCo task environments vectorised over lanes: what ``gymnasium.make_vec("metarl/...")`` returns.
 
 A gymnasium ``SyncVectorEnv`` pays some 35 us of Python per lane and step (wrappers, observation, reward)
-around the physics (7 us for a HalfCheetah step, ~75 us for an Ant one). Here the lanes' physics runs in C
-on a pool of threads (default: :func:`default_threads`), and observations, rewards and terminations are
+around the physics (7 us for a HalfCheetah step, ~75 us for an Ant one). Here the lanes' physics runs on
+``workers`` cores (default: :func:`default_workers`), and observations, rewards and terminations are
 computed for all lanes at once in numpy, with the task terms and costs of the single environments
 (``forward_rewards`` / ``task_rewards`` of :mod:`envs.locomotion`, :func:`envs.locomotion.control_costs`):
 
-- HalfCheetah (:class:`HalfCheetahRolloutVectorEnv`): one ``mujoco.rollout`` call per step for all lanes.
-  ``mujoco.rollout`` starts each call with a zero warm start of the constraint solver where the single
+- HalfCheetah (:class:`HalfCheetahRolloutVectorEnv`): one ``mujoco.rollout`` call per step for all lanes, on
+  ``workers`` threads. ``mujoco.rollout`` starts each call with a zero warm start of the constraint solver where the single
   environment carries the last step's, so states agree with ``SyncVectorEnv``'s to the solver's tolerance
   (~2e-8 after 200 steps), not bit for bit.
-- Ant (:class:`AntThreadedVectorEnv`): its reward and observation need the contact forces ``cfrc_ext``,
-  which ``mujoco.rollout`` does not return, so each lane keeps its own ``MjData`` and threads step slices of
-  the lanes with ``mujoco.mj_step`` and ``mj_rnePostConstraint`` (both release the GIL). Bit for bit the
-  single environment's physics.
+- Ant (:class:`AntWorkersVectorEnv`): its reward and observation need the contact forces ``cfrc_ext``,
+  which ``mujoco.rollout`` does not return, so ``workers`` processes (:class:`metarl.rl.parallel.WorkerPool`)
+  step contiguous shares of the lanes with ``mujoco.mj_step`` and ``mj_rnePostConstraint``, each lane's
+  integration state loaded into one ``MjData`` per process. Bit for bit the single environment's physics.
 
 Both behave as ``SyncVectorEnv`` over the single environment (``tests/test_locomotion_vector.py``): lane
 ``i`` reset with seed ``s + i`` draws the same start state, tasks are set per lane with
@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import os
 from abc import abstractmethod
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import gymnasium as gym
@@ -48,12 +47,13 @@ from envs.locomotion import (
     _LocomotionTaskEnv,
     control_costs,
 )
+from metarl.rl.parallel import WorkerPool, lane_shards
 from metarl.tasks import Task
 
 Arrays = dict[str, np.ndarray]
 
 
-def default_threads() -> int:
+def default_workers() -> int:
     """This process's share of the CPU cores: all of them, divided among torchrun's processes on this machine
     (``LOCAL_WORLD_SIZE``) when it started several, so that they do not oversubscribe the cores."""
     return max(1, (os.cpu_count() or 1) // int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
@@ -69,17 +69,18 @@ class _LocomotionVectorEnv(TaskLanes, VectorEnv):
     """Lanes of one MuJoCo task environment: tasks, seeding, time limit, autoreset and infos.
 
     Subclasses own the physics: :meth:`_reset_lanes` puts the chosen lanes at a start state drawn with each
-    lane's generator, :meth:`_advance` steps every lane and returns observations, rewards, terminations and
-    the step's info arrays, :meth:`_observations` and :meth:`_reset_info` describe the current states.
+    lane's generator, :meth:`_advance` steps every lane, restarts the lanes whose episode ended, and returns
+    observations, rewards, terminations and the step's info arrays, :meth:`_observations` and
+    :meth:`_reset_info` describe the current states.
     """
 
     metadata: dict[str, Any] = {"render_modes": [], "autoreset_mode": AutoresetMode.NEXT_STEP}
 
     def __init__(self, num_envs: int, max_episode_steps: int, env_class: type[_LocomotionTaskEnv],
-                 threads: int | None, **env_kwargs: Any) -> None:
+                 workers: int | None, **env_kwargs: Any) -> None:
         self.num_envs = _positive_int("num_envs", num_envs)
         self.max_episode_steps = _positive_int("max_episode_steps", max_episode_steps)
-        self.threads = min(_positive_int("threads", default_threads() if threads is None else threads), num_envs)
+        self.workers = min(_positive_int("workers", default_workers() if workers is None else workers), num_envs)
         self.render_mode, self.spec = None, None
         self._single = env_class(**env_kwargs)
         self.single_observation_space = self._single.observation_space
@@ -129,14 +130,12 @@ class _LocomotionVectorEnv(TaskLanes, VectorEnv):
         actions = np.asarray(actions, dtype=np.float64)
         if actions.shape != self.action_space.shape:
             raise ValueError(f"expected actions of shape {self.action_space.shape}, got {actions.shape}")
-        observations, rewards, terminated, step_info = self._advance(actions)
+        restart = self._prev_done  # these lanes ignore their action and start a new episode
+        observations, rewards, terminated, step_info = self._advance(actions, restart)
         self._steps += 1
         truncated = self._steps >= self.max_episode_steps
-        restart = self._prev_done
         reset_info: Arrays = {}
-        if restart.any():  # these lanes ignore their action and start a new episode
-            self._reset_lanes(restart)
-            observations[restart] = self._observations()[restart]
+        if restart.any():
             rewards[restart], terminated[restart], truncated[restart] = 0.0, False, False
             self._steps[restart] = 0
             reset_info = self._reset_info()
@@ -172,8 +171,10 @@ class _LocomotionVectorEnv(TaskLanes, VectorEnv):
         """Put the lanes where ``lanes`` is True at a start state drawn by :meth:`_draw_start`."""
 
     @abstractmethod
-    def _advance(self, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, Arrays]:
-        """Step every lane with ``actions``: ``(observations, rewards, terminated, info arrays)``."""
+    def _advance(self, actions: np.ndarray, restart: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, Arrays]:
+        """Step every lane with ``actions``, then put the lanes where ``restart`` is True at a start state as
+        :meth:`_reset_lanes` does: ``(observations, rewards, terminated, info arrays)`` of the resulting states
+        (the restarted lanes' rewards, terminations and info are discarded)."""
 
     @abstractmethod
     def _observations(self) -> np.ndarray:
@@ -185,21 +186,21 @@ class _LocomotionVectorEnv(TaskLanes, VectorEnv):
 
 
 class HalfCheetahRolloutVectorEnv(_LocomotionVectorEnv):
-    """``num_envs`` lanes of a HalfCheetah task environment stepped together by ``mujoco.rollout`` on ``threads``
-    threads (default: :func:`default_threads`); ``env_kwargs`` go to ``env_class``."""
+    """``num_envs`` lanes of a HalfCheetah task environment stepped together by ``mujoco.rollout`` on ``workers``
+    threads (default: :func:`default_workers`); ``env_kwargs`` go to ``env_class``."""
 
     STATE = mujoco.mjtState.mjSTATE_FULLPHYSICS
     """A lane's state: time, qpos, qvel (activations and plugin state: none here)."""
 
     def __init__(self, num_envs: int, max_episode_steps: int, env_class: type[_LocomotionTaskEnv],
-                 threads: int | None = None, **env_kwargs: Any) -> None:
-        super().__init__(num_envs, max_episode_steps, env_class, threads, **env_kwargs)
+                 workers: int | None = None, **env_kwargs: Any) -> None:
+        super().__init__(num_envs, max_episode_steps, env_class, workers, **env_kwargs)
         model = self._model
         self._qpos = slice(1, 1 + model.nq)  # after the time
         self._qvel = slice(1 + model.nq, 1 + model.nq + model.nv)
         self._scratch = mujoco.MjData(model)
-        self._datas = [mujoco.MjData(model) for _ in range(self.threads)]
-        self._pool = rollout.Rollout(nthread=self.threads if self.threads > 1 else 0)
+        self._datas = [mujoco.MjData(model) for _ in range(self.workers)]
+        self._pool = rollout.Rollout(nthread=self.workers if self.workers > 1 else 0)
         self._states = np.zeros((num_envs, mujoco.mj_stateSize(model, self.STATE)))
 
     def close(self, **kwargs: Any) -> None:
@@ -213,7 +214,7 @@ class HalfCheetahRolloutVectorEnv(_LocomotionVectorEnv):
             self._scratch.qpos[:], self._scratch.qvel[:] = self._draw_start(i)
             mujoco.mj_getState(self._model, self._scratch, self._states[i], self.STATE)
 
-    def _advance(self, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, Arrays]:
+    def _advance(self, actions: np.ndarray, restart: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, Arrays]:
         frame_skip = self._single.frame_skip
         x_before = self._states[:, self._qpos.start].copy()
         control = np.ascontiguousarray(np.broadcast_to(actions[:, None], (self.num_envs, frame_skip, actions.shape[1])))
@@ -225,6 +226,7 @@ class HalfCheetahRolloutVectorEnv(_LocomotionVectorEnv):
         ctrl = control_costs(actions, self.single_action_space.low, self.single_action_space.high,
                              self._single._ctrl_cost_weight)
         info = {"x_position": x_after.copy(), "x_velocity": x_velocity, "reward_forward": forward, "reward_ctrl": -ctrl}
+        self._reset_lanes(restart)
         return self._observations(), forward - ctrl, np.zeros(self.num_envs, dtype=bool), info
 
     def _observations(self) -> np.ndarray:
@@ -237,59 +239,124 @@ class HalfCheetahRolloutVectorEnv(_LocomotionVectorEnv):
         return {"x_position": self._states[:, self._qpos.start].copy()}
 
 
-class AntThreadedVectorEnv(_LocomotionVectorEnv):
-    """``num_envs`` lanes of an Ant task environment, each with its own ``MjData``, stepped by ``threads``
-    threads (default: :func:`default_threads`) in contiguous slices; ``env_kwargs`` go to ``env_class``."""
+class _AntLanes:
+    """The physics of some Ant lanes: what :class:`AntWorkersVectorEnv` holds itself (one worker) or each of its
+    worker processes holds. Both methods return the lanes' ``(qpos, qvel, cfrc_ext, torso xy)`` arrays, the
+    state the vector environment computes rewards and observations from.
+
+    The lanes share one ``MjData`` and keep their own integration state (``mjSTATE_INTEGRATION``: time,
+    positions, velocities, the solver's warm start, ...), loaded before and saved after each lane's step:
+    a few hundred bytes per lane where an ``MjData`` each meant sweeping hundreds of megabytes per step
+    through memory on a 16-core machine. The result is the single environment's physics bit for bit.
+    """
+
+    STATE = mujoco.mjtState.mjSTATE_INTEGRATION
+
+    def __init__(self, env_class: type[_AntTaskEnv], env_kwargs: dict[str, Any], lanes: int) -> None:
+        self._single = env_class(**env_kwargs)
+        model = self._model = self._single.model
+        self._data = mujoco.MjData(model)
+        self._states = np.zeros((lanes, mujoco.mj_stateSize(model, self.STATE)))
+        self._arrays = (np.zeros((lanes, model.nq)), np.zeros((lanes, model.nv)), np.zeros((lanes, model.nbody, 6)),
+                        np.zeros((lanes, 2)))
+
+    def reset(self, lanes: np.ndarray, qpos: np.ndarray, qvel: np.ndarray) -> tuple[np.ndarray, ...]:
+        """Put lanes ``lanes`` (indices) at the start states ``qpos``, ``qvel`` (one row each), as the single
+        environment's ``reset`` does."""
+        model, data = self._model, self._data
+        for i, position, velocity in zip(lanes, qpos, qvel):
+            mujoco.mj_resetData(model, data)
+            data.qpos[:], data.qvel[:] = position, velocity
+            mujoco.mj_forward(model, data)
+            self._save(i)
+        return self._arrays
+
+    def step(self, actions: np.ndarray, restart: np.ndarray, qpos: np.ndarray,
+             qvel: np.ndarray) -> tuple[np.ndarray, ...]:
+        """One environment step (``frame_skip`` physics steps) of every lane, as ``MujocoEnv.do_simulation``,
+        then :meth:`reset` of lanes ``restart`` (in the same message, to save the parent a round trip)."""
+        model, data, frame_skip = self._model, self._data, self._single.frame_skip
+        for i, action in enumerate(actions):
+            mujoco.mj_setState(model, data, self._states[i], self.STATE)
+            data.ctrl[:] = action
+            mujoco.mj_step(model, data, nstep=frame_skip)
+            mujoco.mj_rnePostConstraint(model, data)
+            self._save(i)
+        return self.reset(restart, qpos, qvel)
+
+    def close(self) -> None:
+        self._single.close()
+
+    def _save(self, lane: int) -> None:
+        data, (qpos, qvel, cfrc_ext, torso_xy) = self._data, self._arrays
+        mujoco.mj_getState(self._model, data, self._states[lane], self.STATE)
+        qpos[lane], qvel[lane], cfrc_ext[lane] = data.qpos, data.qvel, data.cfrc_ext
+        torso_xy[lane] = data.xpos[self._single._main_body, :2]
+
+
+class AntWorkersVectorEnv(_LocomotionVectorEnv):
+    """``num_envs`` lanes of an Ant task environment stepped in contiguous shares by ``workers`` processes
+    (default: :func:`default_workers`; with one, this process steps them), each lane with ``mj_step`` and
+    ``mj_rnePostConstraint`` as the single environment does; ``env_kwargs`` go to ``env_class`` (in the
+    workers too, so they must pickle).
+
+    Processes, not threads: ``mj_step`` releases the GIL, but the per-lane Python around it does not, and
+    threads measured 25% of the ``mujoco.rollout`` ceiling on 16 cores. The workers are spawned, so a script
+    that builds this environment with ``workers > 1`` guards its entry point with
+    ``if __name__ == "__main__":``. Call :meth:`close` to stop them.
+    """
 
     def __init__(self, num_envs: int, max_episode_steps: int, env_class: type[_AntTaskEnv],
-                 threads: int | None = None, **env_kwargs: Any) -> None:
-        super().__init__(num_envs, max_episode_steps, env_class, threads, **env_kwargs)
+                 workers: int | None = None, **env_kwargs: Any) -> None:
+        super().__init__(num_envs, max_episode_steps, env_class, workers, **env_kwargs)
         model = self._model
-        self._datas = [mujoco.MjData(model) for _ in range(num_envs)]
         self._qpos, self._qvel = np.zeros((num_envs, model.nq)), np.zeros((num_envs, model.nv))
         self._cfrc_ext = np.zeros((num_envs, model.nbody, 6))
         self._torso_xy = np.zeros((num_envs, 2))
-        self._torso = self._single._main_body
-        bounds = np.linspace(0, num_envs, self.threads + 1).astype(int)
-        self._slices = [range(lo, hi) for lo, hi in zip(bounds[:-1], bounds[1:])]
-        self._pool = ThreadPoolExecutor(self.threads) if self.threads > 1 else None
+        self._shares = lane_shards(num_envs, self.workers)
+        if self.workers == 1:
+            self._lanes, self._pool = _AntLanes(env_class, env_kwargs, num_envs), None
+        else:
+            self._lanes = None
+            self._pool = WorkerPool(_AntLanes, [(env_class, env_kwargs, s.stop - s.start) for s in self._shares],
+                                    owner=f"{type(self).__name__}(num_envs={num_envs}, workers={self.workers})",
+                                    labels=[f"lanes {s.start}..{s.stop - 1}" for s in self._shares])
 
     def close(self, **kwargs: Any) -> None:
         if self._pool is not None:
-            self._pool.shutdown()
+            self._pool.close()
+        else:
+            self._lanes.close()
         self._single.close()
         super().close(**kwargs)
 
-    def _record(self, lane: int) -> None:
-        data = self._datas[lane]
-        self._qpos[lane], self._qvel[lane], self._cfrc_ext[lane] = data.qpos, data.qvel, data.cfrc_ext
-        self._torso_xy[lane] = data.xpos[self._torso, :2]
+    def _ask(self, method: str, args: list[tuple[Any, ...]]) -> None:
+        """``method`` of every share's physics with its ``args``; the arrays they return copied in."""
+        if self._pool is None:
+            results = [getattr(self._lanes, method)(*args[0])]
+        else:
+            results = self._pool.ask_all(method, args)
+        for lanes, arrays in zip(self._shares, results):
+            for mine, theirs in zip((self._qpos, self._qvel, self._cfrc_ext, self._torso_xy), arrays):
+                mine[lanes] = theirs
+
+    def _starts(self, lanes: np.ndarray) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+        """For each share: its lanes among ``lanes`` (indices within the share) and their start states."""
+        starts = []
+        for share in self._shares:
+            chosen = np.flatnonzero(lanes[share])
+            drawn = [self._draw_start(share.start + i) for i in chosen]
+            starts.append((chosen, np.array([q for q, _ in drawn]).reshape(len(chosen), self._model.nq),
+                           np.array([v for _, v in drawn]).reshape(len(chosen), self._model.nv)))
+        return starts
 
     def _reset_lanes(self, lanes: np.ndarray) -> None:
-        for i in np.flatnonzero(lanes):
-            data = self._datas[i]
-            mujoco.mj_resetData(self._model, data)
-            data.qpos[:], data.qvel[:] = self._draw_start(i)
-            mujoco.mj_forward(self._model, data)
-            self._record(i)
+        self._ask("reset", self._starts(lanes))
 
-    def _step_slice(self, lanes: range, actions: np.ndarray) -> None:
-        model, frame_skip = self._model, self._single.frame_skip
-        for i in lanes:
-            data = self._datas[i]
-            data.ctrl[:] = actions[i]
-            mujoco.mj_step(model, data, nstep=frame_skip)
-            mujoco.mj_rnePostConstraint(model, data)
-            self._record(i)
-
-    def _advance(self, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, Arrays]:
+    def _advance(self, actions: np.ndarray, restart: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, Arrays]:
         single = self._single
         xy_before = self._torso_xy.copy()
-        if self._pool is None:
-            self._step_slice(range(self.num_envs), actions)
-        else:
-            for future in [self._pool.submit(self._step_slice, lanes, actions) for lanes in self._slices]:
-                future.result()
+        self._ask("step", [(actions[share], *start) for share, start in zip(self._shares, self._starts(restart))])
         x_velocity, y_velocity = ((self._torso_xy - xy_before) / single.dt).T
         task = single.task_rewards(x_velocity, self._qpos[:, :2], self._task_vectors)
         ctrl = control_costs(actions, self.single_action_space.low, self.single_action_space.high,
@@ -324,9 +391,9 @@ class AntThreadedVectorEnv(_LocomotionVectorEnv):
 def _vector_class(base: type[_LocomotionVectorEnv], env_class: type[_LocomotionTaskEnv]) -> type:
     """``base`` fixed to ``env_class``, with the id's default horizon: what the registry names as vector entry point."""
 
-    def __init__(self: Any, num_envs: int, max_episode_steps: int = 200, threads: int | None = None,
+    def __init__(self: Any, num_envs: int, max_episode_steps: int = 200, workers: int | None = None,
                  **env_kwargs: Any) -> None:
-        base.__init__(self, num_envs, max_episode_steps, env_class, threads, **env_kwargs)
+        base.__init__(self, num_envs, max_episode_steps, env_class, workers, **env_kwargs)
 
     name = env_class.__name__.removesuffix("Env") + "VectorEnv"
     doc = f"``{env_class.__name__}`` lanes: :class:`{base.__name__}` of it (what ``gymnasium.make_vec`` returns)."
@@ -335,6 +402,6 @@ def _vector_class(base: type[_LocomotionVectorEnv], env_class: type[_LocomotionT
 
 HalfCheetahVelVectorEnv = _vector_class(HalfCheetahRolloutVectorEnv, HalfCheetahVelEnv)
 HalfCheetahDirVectorEnv = _vector_class(HalfCheetahRolloutVectorEnv, HalfCheetahDirEnv)
-AntVelVectorEnv = _vector_class(AntThreadedVectorEnv, AntVelEnv)
-AntDirVectorEnv = _vector_class(AntThreadedVectorEnv, AntDirEnv)
-AntGoalVectorEnv = _vector_class(AntThreadedVectorEnv, AntGoalEnv)
+AntVelVectorEnv = _vector_class(AntWorkersVectorEnv, AntVelEnv)
+AntDirVectorEnv = _vector_class(AntWorkersVectorEnv, AntDirEnv)
+AntGoalVectorEnv = _vector_class(AntWorkersVectorEnv, AntGoalEnv)

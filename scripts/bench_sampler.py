@@ -3,7 +3,7 @@
 For each environment: ``tasks x episodes_per_task`` lanes sampled in lock-step by
 :class:`metarl.rl.TrajectorySampler` (policy included: a ``GaussianMLPPolicy`` whose parameters are
 stacked per task, one batched forward per step) with gymnasium's ``SyncVectorEnv``, with the environment's
-own vector class where it has one (:mod:`envs.locomotion_vector`, on W threads; what MAML-TRPO
+own vector class where it has one (:mod:`envs.locomotion_vector`, on W cores; what MAML-TRPO
 uses by default) and with :class:`metarl.rl.ShardedVectorEnv` on 1, 2, 4, ... W worker processes. Against:
 
 - the **ceiling** of this machine: the same lanes stepped by ``mujoco.rollout`` on W threads, one rollout
@@ -30,7 +30,7 @@ from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from importlib.metadata import version
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import gymnasium
 import mujoco
@@ -61,8 +61,11 @@ class Args:
     threads; default: the CPU count."""
     workers: tuple[int, ...] = ()
     """Worker counts to time ShardedVectorEnv with, instead of 1, 2, 4, ... W (each at most N x M)."""
+    samplers: tuple[Literal["sync", "native", "sharded"], ...] = ("sync", "native", "sharded")
+    """Which samplers to time against the ceiling (a short GPU lease may skip the slow sync rows)."""
     policy_device: str = "cpu"
-    """Device of the policy in the closed-loop ceiling (cuda on a GPU machine; the sampler's policy is on the CPU)."""
+    """Device of the policy, in the closed-loop ceiling and in every sampler (cuda on a GPU machine, where
+    MAML-TRPO's sampler runs its policy on the GPU too)."""
     repeats: int = 3
     """Timed samples per configuration; the median is reported."""
     warmup: int = 1
@@ -88,6 +91,8 @@ class Args:
             raise ValueError(f"--max-workers must be a positive integer, got {self.max_workers}")
         if self.warmup < 0:
             raise ValueError(f"--warmup must be >= 0, got {self.warmup}")
+        if not self.samplers:
+            raise ValueError("--samplers must name at least one of sync, native, sharded")
         if not self.env_ids:
             raise ValueError("--env-ids must name at least one environment")
 
@@ -136,6 +141,11 @@ def rollout_ceiling(model: mujoco.MjModel, frame_skip: int, lanes: int, horizon:
         policy = policy.to(device)
     open_loop = rng.uniform(low, high, size=(horizon, lanes, model.nu)) if policy is None else None
     with rollout.Rollout(nthread=threads) as pool, torch.no_grad():
+        # untimed first calls: the pool's threads start and the policy's kernels load (a single timed sample
+        # of 50 steps was otherwise under half of what the sampler itself reached)
+        pool.rollout(model, datas, states.copy(), np.zeros((lanes, frame_skip, model.nu)), nstep=frame_skip)
+        if policy is not None:
+            policy(torch.zeros(lanes, obs_dim, device=device))
         started = time.perf_counter()
         for t in range(horizon):
             if policy is None:
@@ -190,11 +200,12 @@ def bench_env(args: Args, env_id: str, max_workers: int) -> dict[str, Any]:
     ]
     if gymnasium.spec(env_id.split(":")[-1]).vector_entry_point is not None:  # the environment's own vector class
         makers.append(("native", max_workers, lambda n: gymnasium.make_vec(
-            env_id, num_envs=n, vectorization_mode="vector_entry_point", threads=min(max_workers, n))))
+            env_id, num_envs=n, vectorization_mode="vector_entry_point", workers=min(max_workers, n))))
     makers += [
         ("sharded", w, lambda n, w=w: ShardedVectorEnv(env_id, n, w))
         for w in sorted({min(w, lanes) for w in args.workers or worker_counts(max_workers)})
     ]
+    makers = [maker for maker in makers if maker[0] in args.samplers]
     threads = min(max_workers, lanes)
     ceiling = {
         "threads": threads,
@@ -206,10 +217,10 @@ def bench_env(args: Args, env_id: str, max_workers: int) -> dict[str, Any]:
     }
     print(f"  {env_id:32s} ceiling  {threads:>7} {ceiling['closed_loop_env_steps_per_s']:12,.0f} env steps/s "
           f"(closed loop; open loop {ceiling['open_loop_env_steps_per_s']:,.0f})", flush=True)
-    policy = policy.cpu()
+    policy = policy.to(args.policy_device)
     runs = []
     for vectorization, workers, make in makers:
-        sampler = TrajectorySampler(make, policy, args.episodes_per_task, args.horizon)
+        sampler = TrajectorySampler(make, policy, args.episodes_per_task, args.horizon, args.policy_device)
         try:
             built = time.perf_counter()
             sampler.env(lanes)

@@ -11,12 +11,12 @@ import envs  # noqa: F401  (registers the metarl/* ids)
 from envs.locomotion_vector import (
     AntDirVectorEnv,
     AntGoalVectorEnv,
-    AntThreadedVectorEnv,
+    AntWorkersVectorEnv,
     AntVelVectorEnv,
     HalfCheetahDirVectorEnv,
     HalfCheetahRolloutVectorEnv,
     HalfCheetahVelVectorEnv,
-    default_threads,
+    default_workers,
 )
 from metarl.functional import parameters_of
 from metarl.models import GaussianMLPPolicy
@@ -48,7 +48,7 @@ CASES = [
 
 @pytest.mark.parametrize("env_id, vector_class, kwargs", CASES, ids=[case[0] for case in CASES])
 def test_vector_env_equals_sync_vector_env(env_id: str, vector_class: type, kwargs: dict) -> None:
-    native = gym.make_vec(env_id, num_envs=LANES, max_episode_steps=SHORT, threads=2, **kwargs)
+    native = gym.make_vec(env_id, num_envs=LANES, max_episode_steps=SHORT, workers=2, **kwargs)
     sync = gym.make_vec(env_id, num_envs=LANES, vectorization_mode="sync", max_episode_steps=SHORT, **kwargs)
     assert isinstance(native, vector_class)  # the default of make_vec for these ids
     tasks = native.sample_tasks(LANES, np.random.default_rng(0))
@@ -75,7 +75,7 @@ def test_vector_env_equals_sync_vector_env(env_id: str, vector_class: type, kwar
         ends["terminated"] += int(step[2].sum())
         ends["truncated"] += int(step[3].sum())
     assert ends["truncated"] >= LANES
-    if issubclass(vector_class, AntThreadedVectorEnv):
+    if issubclass(vector_class, AntWorkersVectorEnv):
         assert ends["terminated"] >= 1
     native.close()
     sync.close()
@@ -90,7 +90,7 @@ def test_sampler_gives_the_same_trajectories_with_the_vector_env(env_id: str) ->
     params = stack_params(parameters_of(policy), len(tasks))
     native, sync = (
         TrajectorySampler(make, policy, episodes_per_task=2, horizon=30).sample(params, tasks, seed=7)
-        for make in (lambda n: gym.make_vec(env_id, num_envs=n, threads=2),
+        for make in (lambda n: gym.make_vec(env_id, num_envs=n, workers=2),
                      lambda n: gym.make_vec(env_id, num_envs=n, vectorization_mode="sync"))
     )
     for name in ("observations", "actions", "rewards", "mask"):
@@ -98,7 +98,7 @@ def test_sampler_gives_the_same_trajectories_with_the_vector_env(env_id: str) ->
 
 
 def test_vector_env_refuses_bad_input() -> None:
-    vec = HalfCheetahVelVectorEnv(num_envs=3, threads=1)
+    vec = HalfCheetahVelVectorEnv(num_envs=3, workers=1)
     with pytest.raises(gym.error.ResetNeeded):
         vec.step(np.zeros((3, 6)))
     vec.reset(seed=0)
@@ -114,7 +114,7 @@ def test_vector_env_refuses_bad_input() -> None:
         vec.get_attr("velocity")
     with pytest.raises(ValueError, match="only the option 'task'"):
         vec.reset(options={"reset_mask": np.ones(3, dtype=bool)})
-    for bad, name in (({"num_envs": 0}, "num_envs"), ({"num_envs": 2, "threads": 0}, "threads"),
+    for bad, name in (({"num_envs": 0}, "num_envs"), ({"num_envs": 2, "workers": 0}, "workers"),
                       ({"num_envs": 2, "max_episode_steps": 0}, "max_episode_steps")):
         with pytest.raises(ValueError, match=f"{name} must be a positive integer"):
             AntVelVectorEnv(**bad)
@@ -124,13 +124,13 @@ def test_vector_env_refuses_bad_input() -> None:
     vec.close()
 
 
-def test_default_threads_share_the_cores_among_torchrun_processes(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_default_workers_share_the_cores_among_torchrun_processes(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr("os.cpu_count", lambda: 16)
     monkeypatch.delenv("LOCAL_WORLD_SIZE", raising=False)
-    assert default_threads() == 16
+    assert default_workers() == 16
     monkeypatch.setenv("LOCAL_WORLD_SIZE", "4")
     vec = HalfCheetahVelVectorEnv(num_envs=8)
-    assert default_threads() == 4 and vec.threads == 4
+    assert default_workers() == 4 and vec.workers == 4
     vec.close()
     monkeypatch.setenv("LOCAL_WORLD_SIZE", "32")
-    assert default_threads() == 1
+    assert default_workers() == 1

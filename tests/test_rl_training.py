@@ -31,6 +31,7 @@ def test_short_navigation_run_adapts_to_new_goals(tmp_path):
     train = [r for r in rows if "train/return_after" in r]
     assert all(0 < r["train/kl"] <= config.maml.max_kl for r in train if r["train/line_search_accepted"])
     assert all(r["perf/env_steps_per_second"] > 0 for r in train)
+    assert all(0 < r["perf/sampling_seconds"] < r["perf/iteration_seconds"] for r in train)
 
 
 def test_navigation_script_resumes_exactly_and_reloads_with_metarl_evaluate(tmp_path):

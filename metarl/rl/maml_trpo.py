@@ -9,6 +9,7 @@ through it (second order) or treat its gradients as constants (``first_order``).
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
@@ -286,6 +287,7 @@ class MAMLTRPO:
 
         Under torchrun each process samples and adapts for its share of the tasks (:mod:`metarl.distributed`).
         """
+        started = time.perf_counter()
         shard = distributed.task_shard(len(batch.tasks))
         objective = self.meta_objective(batch.shard(shard.slice))
         loss, search = self._trpo_step(objective)
@@ -294,6 +296,7 @@ class MAMLTRPO:
             "return_before": sampled[0].episode_returns().mean().item(),
             "return_after": objective.valid_episodes.episode_returns().mean().item(),
             "perf/env_steps_per_second": sum(e.env_steps for e in sampled) / sum(e.seconds for e in sampled),
+            "perf/sampling_seconds": sum(e.seconds for e in sampled),
         }, shard.weight)
         return {
             "return_before": measured["return_before"],
@@ -304,6 +307,9 @@ class MAMLTRPO:
             "line_search_steps": float(search.steps),
             "line_search_accepted": float(search.accepted),
             "perf/env_steps_per_second": measured["perf/env_steps_per_second"],
+            # where an iteration's time goes: the sampler's share against adaptation and the TRPO step
+            "perf/sampling_seconds": measured["perf/sampling_seconds"],
+            "perf/iteration_seconds": time.perf_counter() - started,
         }
 
     # --- meta-testing ------------------------------------------------------------------------------

@@ -1,4 +1,8 @@
-"""A gymnasium vector environment whose lanes are stepped by worker processes, a share each.
+"""Worker processes that step shares of a vector environment's lanes.
+
+:class:`WorkerPool` is the mechanism: processes that each build one object and run its methods on request,
+with errors and deaths reported to the parent. :class:`ShardedVectorEnv` is a gymnasium vector environment
+built on it (the Ant tasks' own vector class, :mod:`envs.locomotion_vector`, uses the pool for its physics).
 
 :class:`ShardedVectorEnv` splits ``num_envs`` lanes into ``workers`` contiguous shards; each worker process
 holds ``gymnasium.make_vec(env_id, num_envs=share, vectorization_mode="sync")`` and steps its shard, so one
@@ -21,10 +25,10 @@ import itertools
 import multiprocessing
 import signal
 import traceback
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from copy import deepcopy
 from multiprocessing.connection import Connection
-from typing import Any, NoReturn
+from typing import Any, NoReturn, Protocol
 
 import gymnasium
 import numpy as np
@@ -36,7 +40,112 @@ _CLOSE_TIMEOUT_S = 10.0
 
 
 class WorkerDiedError(RuntimeError):
-    """A worker process of a :class:`ShardedVectorEnv` exited; the vector environment is closed."""
+    """A worker process exited; its pool (and the vector environment that owns it) is closed."""
+
+
+class Served(Protocol):
+    """What a :class:`WorkerPool` worker builds: its public methods answer the parent's requests."""
+
+    def close(self) -> None: ...
+
+
+class WorkerPool:
+    """``len(args)`` processes, worker ``k`` holding ``factory(*args[k])``: :meth:`ask_all` calls a method of
+    each worker's object with that worker's arguments and returns the results in worker order.
+
+    ``factory`` (a class or a module-level function, so that ``spawn`` can pickle it) runs in the worker.
+    An exception raised there is raised again here with the worker's traceback as its cause, and the worker
+    carries on; a worker that dies raises :class:`WorkerDiedError` and closes the pool. ``labels[k]`` names
+    what worker ``k`` holds (e.g. ``"lanes 0..9"``) in those messages, and ``owner`` the object the pool
+    serves. Workers ignore Ctrl-C: the parent decides when they stop (:meth:`close`).
+    """
+
+    def __init__(self, factory: Callable[..., Served], args: Sequence[tuple[Any, ...]], *, owner: str,
+                 labels: Sequence[str], start_method: str = "spawn") -> None:
+        if start_method not in START_METHODS:
+            raise ValueError(f"start_method must be one of {START_METHODS}, got {start_method!r}")
+        self.owner, self.labels, self.closed = owner, list(labels), False
+        self.processes: list[multiprocessing.process.BaseProcess] = []
+        self._connections: list[Connection] = []
+        context = multiprocessing.get_context(start_method)
+        for index, worker_args in enumerate(args):
+            parent, child = context.Pipe()
+            process = context.Process(target=_serve, args=(child, factory, worker_args),
+                                      name=f"{owner}-{index}", daemon=True)
+            process.start()
+            child.close()  # only the worker holds its end now, so the parent sees EOF when the worker dies
+            self.processes.append(process)
+            self._connections.append(parent)
+        try:
+            self._answers("start", range(len(self.processes)))
+        except BaseException:
+            self.close()
+            raise
+
+    def __len__(self) -> int:
+        return len(self.processes)
+
+    def ask_all(self, method: str, args: Sequence[tuple[Any, ...]] | None = None,
+                workers: Sequence[int] | None = None) -> list[Any]:
+        """``method(*args[i])`` on each of ``workers`` (default: all; ``args`` default: none), their results in
+        order; the first error is raised after all of them have answered, so no answer is left in a pipe."""
+        workers = list(range(len(self))) if workers is None else list(workers)
+        for i, k in enumerate(workers):
+            self._send(k, method, () if args is None else args[i])
+        return self._answers(method, workers)
+
+    def close(self) -> None:
+        """Ask every live worker to close its object, then stop it (terminate it after a timeout)."""
+        if self.closed:
+            return
+        self.closed = True
+        for connection, process in zip(self._connections, self.processes):
+            if process.is_alive():
+                try:
+                    connection.send(("close", ()))
+                    if connection.poll(_CLOSE_TIMEOUT_S):
+                        connection.recv()
+                except (BrokenPipeError, ConnectionResetError, EOFError):
+                    pass  # the worker is already gone: nothing left to close
+        for connection, process in zip(self._connections, self.processes):
+            process.join(_CLOSE_TIMEOUT_S)
+            if process.is_alive():
+                process.terminate()
+                process.join()
+            connection.close()
+
+    def _send(self, worker: int, method: str, args: tuple[Any, ...]) -> None:
+        if self.closed:
+            raise RuntimeError(f"{self.owner} is closed")
+        try:
+            self._connections[worker].send((method, args))
+        except (BrokenPipeError, ConnectionResetError) as error:
+            self._died(worker, method, error)
+
+    def _answers(self, method: str, workers: Sequence[int]) -> list[Any]:
+        results, first_error = [], None
+        for k in workers:
+            try:
+                status, result = self._connections[k].recv()
+            except (EOFError, ConnectionResetError) as error:
+                self._died(k, method, error)
+            if status == "error":
+                error, trace = result
+                error.__cause__ = RuntimeError(f"in worker {k} of {self.owner} ({method}):\n{trace}")
+                error.__suppress_context__ = True
+                first_error = first_error or error  # raised below, once every pipe is drained
+            results.append(result)
+        if first_error is not None:
+            raise first_error
+        return results
+
+    def _died(self, worker: int, method: str, cause: BaseException) -> NoReturn:
+        process = self.processes[worker]
+        process.join(1.0)
+        message = (f"worker {worker} (pid {process.pid}, {self.labels[worker]}) of {self.owner} died "
+                   f"(exit code {process.exitcode}) during {method!r}; it is closed")
+        self.close()
+        raise WorkerDiedError(message) from cause
 
 
 class ShardedVectorEnv(VectorEnv):
@@ -60,35 +169,19 @@ class ShardedVectorEnv(VectorEnv):
             raise ValueError(f"num_envs must be a positive integer, got {num_envs!r}")
         if not _is_positive_int(workers) or workers > num_envs:
             raise ValueError(f"workers must be an integer in [1, num_envs={num_envs}], got {workers!r}")
-        if start_method not in START_METHODS:
-            raise ValueError(f"start_method must be one of {START_METHODS}, got {start_method!r}")
         reserved = sorted({"num_envs", "vectorization_mode"} & set(make_kwargs))
         if reserved:
             raise ValueError(f"ShardedVectorEnv sets {reserved} of each worker's make_vec itself; do not pass them")
         self.env_id, self.num_envs, self.workers = env_id, num_envs, workers
-        bounds = np.cumsum([0] + [len(s) for s in np.array_split(np.arange(num_envs), workers)])
-        self._shards = [slice(int(a), int(b)) for a, b in itertools.pairwise(bounds)]
-        self._processes: list[multiprocessing.process.BaseProcess] = []
-        self._connections: list[Connection] = []
-        context = multiprocessing.get_context(start_method)
-        for index, shard in enumerate(self._shards):
-            parent, child = context.Pipe()
-            process = context.Process(
-                target=_work,
-                args=(child, env_id, shard.stop - shard.start, make_kwargs),
-                name=f"ShardedVectorEnv-{index}",
-                daemon=True,
-            )
-            process.start()
-            child.close()  # only the worker holds its end now, so the parent sees EOF when the worker dies
-            self._processes.append(process)
-            self._connections.append(parent)
+        self._shards = lane_shards(num_envs, workers)
+        self._pool = WorkerPool(_SyncShard, [(env_id, s.stop - s.start, make_kwargs) for s in self._shards],
+                                owner=repr(self), labels=[f"lanes {s.start}..{s.stop - 1}" for s in self._shards],
+                                start_method=start_method)
         try:
-            spaces = self._receive_all("start")
+            self.single_observation_space, self.single_action_space, metadata = self._ask("spaces")[0]
         except BaseException:
             self.close()
             raise
-        self.single_observation_space, self.single_action_space, metadata = spaces[0]
         self.observation_space = batch_space(self.single_observation_space, num_envs)
         self.action_space = batch_space(self.single_action_space, num_envs)
         self.metadata = dict(metadata)
@@ -96,6 +189,10 @@ class ShardedVectorEnv(VectorEnv):
             batch_space(self.single_observation_space, s.stop - s.start) for s in self._shards
         ]
         self._observations = create_empty_array(self.single_observation_space, n=num_envs, fn=np.zeros)
+
+    @property
+    def _processes(self) -> list[multiprocessing.process.BaseProcess]:
+        return self._pool.processes
 
     def reset(
         self, *, seed: int | Sequence[int | None] | None = None, options: dict[str, Any] | None = None
@@ -105,10 +202,9 @@ class ShardedVectorEnv(VectorEnv):
         options = dict(options) if options is not None else None
         mask = self._reset_mask(options.pop("reset_mask")) if options and "reset_mask" in options else None
         active = [k for k, shard in enumerate(self._shards) if mask is None or mask[shard].any()]
-        for k in active:
-            shard_options = options if mask is None else {**options, "reset_mask": mask[self._shards[k]]}
-            self._send(k, "reset", (seeds[self._shards[k]], shard_options))
-        results = dict(zip(active, self._receive_all("reset", active)))
+        args = [(seeds[self._shards[k]], options if mask is None else {**options, "reset_mask": mask[self._shards[k]]})
+                for k in active]
+        results = dict(zip(active, self._ask("reset", args, active)))
         # lanes outside the mask keep their observation, as in SyncVectorEnv
         lanes = list(iterate(self.observation_space, deepcopy(self._observations)))
         for k, (observations, _) in results.items():
@@ -122,10 +218,8 @@ class ShardedVectorEnv(VectorEnv):
         given = sum(1 for _ in iterate(self.action_space, actions))
         if given != self.num_envs:
             raise ValueError(f"expected actions for {self.num_envs} lanes, got {given}")
-        for k, shard in enumerate(self._shards):
-            # a slice keeps the actions' own dtype, which the lanes' environments see as with SyncVectorEnv
-            self._send(k, "step", (_lane_slice(self.single_action_space, actions, shard),))
-        results = self._receive_all("step")
+        # a slice keeps the actions' own dtype, which the lanes' environments see as with SyncVectorEnv
+        results = self._ask("step", [(_lane_slice(self.single_action_space, actions, s),) for s in self._shards])
         lanes = [
             lane
             for space, (observations, *_) in zip(self._shard_observation_spaces, results)
@@ -138,9 +232,7 @@ class ShardedVectorEnv(VectorEnv):
 
     def call(self, name: str, *args: Any, **kwargs: Any) -> tuple[Any, ...]:
         """Call the method ``name`` of every lane's environment (or read the attribute), in lane order."""
-        for k in range(self.workers):
-            self._send(k, "call", (name, args, kwargs))
-        return tuple(value for values in self._receive_all("call") for value in values)
+        return tuple(value for values in self._ask("call", [(name, args, kwargs)] * self.workers) for value in values)
 
     def get_attr(self, name: str) -> tuple[Any, ...]:
         """The attribute ``name`` of every lane's environment, in lane order (through gymnasium's wrappers)."""
@@ -153,26 +245,11 @@ class ShardedVectorEnv(VectorEnv):
             values = [values] * self.num_envs
         if len(values) != self.num_envs:
             raise ValueError(f"set_attr({name!r}) needs one value per lane: {self.num_envs}, got {len(values)}")
-        for k, shard in enumerate(self._shards):
-            self._send(k, "set_attr", (name, list(values[shard])))
-        self._receive_all("set_attr")
+        self._ask("set_attr", [(name, list(values[shard])) for shard in self._shards])
 
     def close_extras(self, **kwargs: Any) -> None:
         """Ask every live worker to close its environments, then stop it (terminate it after a timeout)."""
-        for connection, process in zip(self._connections, self._processes):
-            if process.is_alive():
-                try:
-                    connection.send(("close", ()))
-                    if connection.poll(_CLOSE_TIMEOUT_S):
-                        connection.recv()
-                except (BrokenPipeError, ConnectionResetError, EOFError):
-                    pass  # the worker is already gone: nothing left to close
-        for connection, process in zip(self._connections, self._processes):
-            process.join(_CLOSE_TIMEOUT_S)
-            if process.is_alive():
-                process.terminate()
-                process.join()
-            connection.close()
+        self._pool.close()
 
     def __enter__(self) -> ShardedVectorEnv:
         return self
@@ -181,11 +258,21 @@ class ShardedVectorEnv(VectorEnv):
         self.close()
 
     def __del__(self) -> None:
-        if not getattr(self, "closed", True) and hasattr(self, "_processes"):
+        if not getattr(self, "closed", True) and hasattr(self, "_pool"):
             self.close()
 
     def __repr__(self) -> str:
         return f"ShardedVectorEnv({self.env_id}, num_envs={self.num_envs}, workers={self.workers})"
+
+    def _ask(self, method: str, args: Sequence[tuple[Any, ...]] | None = None,
+             workers: Sequence[int] | None = None) -> list[Any]:
+        if self.closed:
+            raise RuntimeError(f"{self!r} is closed")
+        try:
+            return self._pool.ask_all(method, args, workers)
+        except WorkerDiedError:
+            self.close()
+            raise
 
     def _lane_seeds(self, seed: int | Sequence[int | None] | None) -> np.ndarray:
         if seed is None:
@@ -205,70 +292,33 @@ class ShardedVectorEnv(VectorEnv):
             raise ValueError("options['reset_mask'] must select at least one lane")
         return mask
 
-    def _send(self, worker: int, command: str, payload: tuple[Any, ...]) -> None:
-        if self.closed:
-            raise RuntimeError(f"{self!r} is closed")
-        try:
-            self._connections[worker].send((command, payload))
-        except (BrokenPipeError, ConnectionResetError) as error:
-            self._worker_died(worker, command, error)
 
-    def _receive(self, worker: int, command: str) -> Any:
-        try:
-            status, result = self._connections[worker].recv()
-        except (EOFError, ConnectionResetError) as error:
-            self._worker_died(worker, command, error)
-        if status == "error":
-            error, trace = result
-            raise error from RuntimeError(f"in worker {worker} of {self!r} ({command}):\n{trace}")
-        return result
-
-    def _receive_all(self, command: str, workers: Sequence[int] | None = None) -> list[Any]:
-        """The answers of ``workers`` (default: all); the first error is raised after all of them have
-        answered, so that no answer is left in a pipe for the next command."""
-        results, first_error = [], None
-        for k in range(self.workers) if workers is None else workers:
-            try:
-                results.append(self._receive(k, command))
-            except WorkerDiedError:
-                raise
-            except Exception as error:  # re-raised below, once every pipe is drained
-                first_error = first_error or error
-        if first_error is not None:
-            raise first_error
-        return results
-
-    def _worker_died(self, worker: int, command: str, cause: BaseException) -> NoReturn:
-        process = self._processes[worker]
-        process.join(1.0)
-        shard = self._shards[worker]
-        message = (
-            f"worker {worker} (pid {process.pid}, lanes {shard.start}..{shard.stop - 1}) of {self!r} died "
-            f"(exit code {process.exitcode}) during {command!r}; the vector environment is closed"
-        )
-        self.close()
-        raise WorkerDiedError(message) from cause
+def lane_shards(num_envs: int, workers: int) -> list[slice]:
+    """Contiguous slices of ``num_envs`` lanes, one per worker; the first ``num_envs % workers`` one lane longer."""
+    bounds = np.cumsum([0] + [len(s) for s in np.array_split(np.arange(num_envs), workers)])
+    return [slice(int(a), int(b)) for a, b in itertools.pairwise(bounds)]
 
 
-def _work(connection: Connection, env_id: str, num_envs: int, make_kwargs: dict[str, Any]) -> None:
-    """A worker's loop: make its ``SyncVectorEnv``, then answer commands until ``close`` or the parent's exit.
+def _serve(connection: Connection, factory: Callable[..., Served], args: tuple[Any, ...]) -> None:
+    """A worker's loop: build ``factory(*args)``, then run the methods the parent asks for until ``close``
+    or the parent's exit.
 
     Ctrl-C reaches every process of the terminal's group; the workers ignore it and let the parent decide
     (it finishes the step, saves a checkpoint, then closes them).
     """
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     try:
-        env = gymnasium.make_vec(env_id, num_envs=num_envs, vectorization_mode="sync", **make_kwargs)
+        served = factory(*args)
     except Exception as error:  # reported to the parent, which raises it
         _send_error(connection, error)
         connection.close()
         return
     try:
-        connection.send(("ok", (env.single_observation_space, env.single_action_space, env.metadata)))
+        connection.send(("ok", None))
         while (message := connection.recv())[0] != "close":
-            command, payload = message
+            method, method_args = message
             try:
-                result = _COMMANDS[command](env, *payload)
+                result = getattr(served, method)(*method_args)
             except Exception as error:  # reported to the parent, which raises it; the worker carries on
                 _send_error(connection, error)
             else:
@@ -276,7 +326,7 @@ def _work(connection: Connection, env_id: str, num_envs: int, make_kwargs: dict[
     except (EOFError, BrokenPipeError, KeyboardInterrupt):
         return  # the parent is gone or interrupted: exit quietly, it reports what happened
     finally:
-        env.close()
+        served.close()
     connection.send(("ok", None))
 
 
@@ -288,12 +338,29 @@ def _send_error(connection: Connection, error: Exception) -> None:
         connection.send(("error", (RuntimeError(f"{type(error).__name__}: {error}"), trace)))
 
 
-_COMMANDS = {
-    "reset": lambda env, seeds, options: env.reset(seed=list(seeds), options=options),
-    "step": lambda env, actions: env.step(actions),
-    "call": lambda env, name, args, kwargs: env.call(name, *args, **kwargs),
-    "set_attr": lambda env, name, values: env.set_attr(name, values),
-}
+class _SyncShard:
+    """A :class:`ShardedVectorEnv` worker's share: ``gymnasium.make_vec(env_id, num_envs, "sync")``."""
+
+    def __init__(self, env_id: str, num_envs: int, make_kwargs: dict[str, Any]) -> None:
+        self.env = gymnasium.make_vec(env_id, num_envs=num_envs, vectorization_mode="sync", **make_kwargs)
+
+    def spaces(self) -> tuple[Any, Any, dict[str, Any]]:
+        return self.env.single_observation_space, self.env.single_action_space, self.env.metadata
+
+    def reset(self, seeds: np.ndarray, options: dict[str, Any] | None) -> Any:
+        return self.env.reset(seed=list(seeds), options=options)
+
+    def step(self, actions: Any) -> Any:
+        return self.env.step(actions)
+
+    def call(self, name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        return self.env.call(name, *args, **kwargs)
+
+    def set_attr(self, name: str, values: list[Any]) -> None:
+        self.env.set_attr(name, values)
+
+    def close(self) -> None:
+        self.env.close()
 
 
 def _lane_slice(space: gymnasium.Space, batch: Any, lanes: slice) -> Any:
