@@ -276,6 +276,9 @@ def test_diverging_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path):
 
 
 def test_a_second_ctrl_c_stops_at_once(capsys):
+    # Python's own handler, as in a terminal (a job started in the background inherits SIGINT ignored, and
+    # StopRequest then leaves it ignored)
+    outer = signal.signal(signal.SIGINT, signal.default_int_handler)
     stop = StopRequest("finishing the step")
     stop.install()
     try:
@@ -285,7 +288,8 @@ def test_a_second_ctrl_c_stops_at_once(capsys):
             os.kill(os.getpid(), signal.SIGINT)
     finally:
         stop.restore()
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+        restored = signal.signal(signal.SIGINT, outer)
+    assert restored is signal.default_int_handler
 
 
 def last_step(out: Path) -> int:
@@ -299,11 +303,17 @@ def last_step(out: Path) -> int:
     return max(steps)
 
 
+def _ctrl_c_as_in_a_terminal() -> None:
+    """SIGINT at its default in the child, as in a terminal, even when the suite runs as a background job
+    (which inherits it ignored: the run would then rightly ignore Ctrl-C)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def start_and_wait(out: Path, step: int, *args: str) -> subprocess.Popen:
     """Start the tiny sinusoid run and return once it has logged ``step``; fail if it ends first."""
     process = subprocess.Popen([sys.executable, *SINUSOID, "--out", str(out), "--iterations", ITERATIONS, *args],
                                cwd=ROOT, env={**os.environ, **ENV}, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                               text=True)
+                               text=True, preexec_fn=_ctrl_c_as_in_a_terminal)
     deadline = time.monotonic() + 120
     while last_step(out) < step:
         if process.poll() is not None or time.monotonic() > deadline:

@@ -47,7 +47,7 @@ class RLConfig:
     """gymnasium.make_vec's mode: None (the env's own vector class if it has one, else sync), sync or async."""
     workers: int = 1
     """Processes that step the lanes (metarl.rl.ShardedVectorEnv, each with gymnasium's SyncVectorEnv) when > 1;
-    the MuJoCo tasks' own vector classes (the default, on threads) are faster."""
+    the MuJoCo tasks' own vector classes (the default, on all cores) are faster."""
 
     def __post_init__(self) -> None:
         if self.workers < 1:
