@@ -7,9 +7,9 @@ computed for all lanes at once in numpy, with the task terms and costs of the si
 (``forward_rewards`` / ``task_rewards`` of :mod:`envs.locomotion`, :func:`envs.locomotion.control_costs`):
 
 - HalfCheetah (:class:`HalfCheetahRolloutVectorEnv`): one ``mujoco.rollout`` call per step for all lanes, on
-  ``workers`` threads. ``mujoco.rollout`` starts each call with a zero warm start of the constraint solver where the single
-  environment carries the last step's, so states agree with ``SyncVectorEnv``'s to the solver's tolerance
-  (~2e-8 after 200 steps), not bit for bit.
+  ``workers`` threads. ``mujoco.rollout`` starts each call with a zero warm start of the constraint solver
+  where the single environment carries the last step's, so states agree with ``SyncVectorEnv``'s to the
+  solver's tolerance (~2e-8 after 200 steps), not bit for bit.
 - Ant (:class:`AntWorkersVectorEnv`): its reward and observation need the contact forces ``cfrc_ext``,
   which ``mujoco.rollout`` does not return, so ``workers`` processes (:class:`metarl.rl.parallel.WorkerPool`)
   step contiguous shares of the lanes with ``mujoco.mj_step`` and ``mj_rnePostConstraint``, each lane's
@@ -245,8 +245,8 @@ class _AntLanes:
     state the vector environment computes rewards and observations from.
 
     The lanes share one ``MjData`` and keep their own integration state (``mjSTATE_INTEGRATION``: time,
-    positions, velocities, the solver's warm start, ...), loaded before and saved after each lane's step:
-    a few hundred bytes per lane where an ``MjData`` each meant sweeping hundreds of megabytes per step
+    positions, velocities, controls, the solver's warm start), loaded before and saved after each lane's step:
+    1.2 kB per lane where an ``MjData`` each meant sweeping hundreds of megabytes per step
     through memory on a 16-core machine. The result is the single environment's physics bit for bit.
     """
 
