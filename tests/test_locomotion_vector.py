@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import signal
+
 import gymnasium as gym
 import numpy as np
 import pytest
@@ -20,6 +23,7 @@ from envs.locomotion_vector import (
 )
 from metarl.functional import parameters_of
 from metarl.models import GaussianMLPPolicy
+from metarl.rl.parallel import WorkerDiedError
 from metarl.rl.sampler import TrajectorySampler, stack_params
 from metarl.tasks import Task
 
@@ -134,3 +138,21 @@ def test_default_workers_share_the_cores_among_torchrun_processes(monkeypatch: p
     vec.close()
     monkeypatch.setenv("LOCAL_WORLD_SIZE", "32")
     assert default_workers() == 1
+
+
+def test_ant_worker_errors_and_deaths_are_reported() -> None:
+    vec = AntVelVectorEnv(num_envs=4, workers=2)
+    try:
+        vec.reset(seed=0)
+        assert len(vec._pool) == 2 and all(p.is_alive() for p in vec._pool.processes)
+        with pytest.raises(ValueError, match="could not broadcast") as raised:  # raised in a worker, then here
+            vec._pool.ask_all("step", [(np.zeros((2, 3)), np.array([], dtype=int), np.zeros((0, 15)),
+                                        np.zeros((0, 14)))] * 2)
+        assert "in worker 0 of AntVelVectorEnv(num_envs=4, workers=2) (step)" in str(raised.value.__cause__)
+        vec.step(np.zeros((4, 8)))  # the workers carry on after an error
+        os.kill(vec._pool.processes[1].pid, signal.SIGKILL)
+        with pytest.raises(WorkerDiedError, match=r"worker 1 \(pid \d+, lanes 2..3\) of AntVelVectorEnv.*died"):
+            vec.step(np.zeros((4, 8)))
+        assert vec._pool.closed and not any(p.is_alive() for p in vec._pool.processes)
+    finally:
+        vec.close()
