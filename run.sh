@@ -25,8 +25,12 @@ fi
 if [ "$job" = test ]; then
   "$py" -m pip install --quiet ".[test]"
   # Two workers (pytest-xdist): the suite is about 14 minutes of CPU, so one per core keeps it under 10
-  # minutes on a 2-core machine. PYTEST_WORKERS=0 runs it in one process.
-  exec "$py" -m pytest -n "${PYTEST_WORKERS:-2}" "${@:2}"
+  # minutes on a 2-core machine. PYTEST_WORKERS=0 runs it in one process. Each worker's torch gets its
+  # share of the cores, so that two OpenMP teams never spin against each other on the same core.
+  workers="${PYTEST_WORKERS:-2}"
+  cores_per_worker=$(( $(nproc) / (workers > 1 ? workers : 1) ))
+  export OMP_NUM_THREADS="${OMP_NUM_THREADS:-$(( cores_per_worker > 0 ? cores_per_worker : 1 ))}"
+  exec "$py" -m pytest -n "$workers" "${@:2}"
 fi
 "$py" -m pip install --quiet .
 exec "$py" scripts/train_sinusoid.py --out "runs/quickstart-$(date +%Y%m%d-%H%M%S)" --iterations 15000 --eval-every 2500 \

@@ -9,6 +9,13 @@ import pytest
 import torch
 
 
+def pytest_report_header(config: pytest.Config) -> str:
+    """The cores and torch threads this run had, for reading a slow or stalled CI log."""
+    usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return (f"metarl: {os.cpu_count()} CPUs, {usable} usable, torch {torch.__version__} with "
+            f"{torch.get_num_threads()} threads (OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')})")
+
+
 @pytest.fixture(scope="session")
 def omniglot_root() -> Path:
     """``$METARL_DATA/omniglot``; skips the test when it is absent, fails instead when ``CI=true``."""

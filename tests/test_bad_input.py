@@ -303,17 +303,18 @@ def last_step(out: Path) -> int:
     return max(steps)
 
 
-def _ctrl_c_as_in_a_terminal() -> None:
-    """SIGINT at its default in the child, as in a terminal, even when the suite runs as a background job
-    (which inherits it ignored: the run would then rightly ignore Ctrl-C)."""
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
+AS_IN_A_TERMINAL = ["-c", "import runpy, signal, sys; signal.signal(signal.SIGINT, signal.default_int_handler); "
+                    "sys.argv = sys.argv[1:]; runpy.run_path(sys.argv[0], run_name='__main__')"]
+"""Runs a script with Python's own SIGINT handler, as in a terminal, even when the suite runs as a background job
+(which inherits SIGINT ignored: the run would then rightly ignore Ctrl-C). Set in the child rather than through
+``preexec_fn``, which forks a process that holds threads and may deadlock."""
 
 
 def start_and_wait(out: Path, step: int, *args: str) -> subprocess.Popen:
     """Start the tiny sinusoid run and return once it has logged ``step``; fail if it ends first."""
-    process = subprocess.Popen([sys.executable, *SINUSOID, "--out", str(out), "--iterations", ITERATIONS, *args],
-                               cwd=ROOT, env={**os.environ, **ENV}, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                               text=True, preexec_fn=_ctrl_c_as_in_a_terminal)
+    command = [sys.executable, *AS_IN_A_TERMINAL, *SINUSOID, "--out", str(out), "--iterations", ITERATIONS, *args]
+    process = subprocess.Popen(command, cwd=ROOT, env={**os.environ, **ENV}, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 120
     while last_step(out) < step:
         if process.poll() is not None or time.monotonic() > deadline:
