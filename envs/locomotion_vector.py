@@ -106,6 +106,7 @@ class _LocomotionVectorEnv(TaskLanes, VectorEnv):
             tasks.append(self._single.get_task())
             vectors.append(self._single.task_vector())
         self._tasks, self._task_vectors = tasks, np.stack(vectors)
+        self._task_info = {name: np.array([task.params[name] for task in tasks]) for name in tasks[0].params}
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[np.ndarray, dict]:
         """Start every lane; lane ``i`` is seeded with ``seed + i`` (as ``SyncVectorEnv`` seeds its lanes) and
@@ -149,13 +150,11 @@ class _LocomotionVectorEnv(TaskLanes, VectorEnv):
         for key in [*reset_info, *(k for k in step_info if k not in reset_info)]:
             mask = (restart & (key in reset_info)) | (~restart & (key in step_info))
             if mask.any():
-                value = np.zeros(self.num_envs)
-                value[restart] = reset_info.get(key, value)[restart]
-                value[~restart] = step_info.get(key, value)[~restart]
-                info[key], info[f"_{key}"] = value, mask
+                value = np.where(restart, reset_info.get(key, 0.0), step_info.get(key, 0.0))
+                info[key], info[f"_{key}"] = value.astype(np.float64, copy=False), mask
         everything = np.ones(self.num_envs, dtype=bool)
-        info["task"] = {name: np.array([task.params[name] for task in self._tasks]) for name in self._tasks[0].params}
-        info["task"].update({f"_{name}": everything.copy() for name in self._tasks[0].params})
+        info["task"] = {name: values.copy() for name, values in self._task_info.items()}
+        info["task"].update({f"_{name}": everything.copy() for name in self._task_info})
         info["_task"] = everything
         return info
 
@@ -198,10 +197,15 @@ class HalfCheetahRolloutVectorEnv(_LocomotionVectorEnv):
         model = self._model
         self._qpos = slice(1, 1 + model.nq)  # after the time
         self._qvel = slice(1 + model.nq, 1 + model.nq + model.nv)
-        self._scratch = mujoco.MjData(model)
         self._datas = [mujoco.MjData(model) for _ in range(self.workers)]
         self._pool = rollout.Rollout(nthread=self.workers if self.workers > 1 else 0)
-        self._states = np.zeros((num_envs, mujoco.mj_stateSize(model, self.STATE)))
+        initial = mujoco.MjData(model)
+        self._initial_state = np.zeros(mujoco.mj_stateSize(model, self.STATE))
+        mujoco.mj_getState(model, initial, self._initial_state, self.STATE)
+        if self._initial_state.size != 1 + model.nq + model.nv:
+            raise ValueError(f"{type(self).__name__} writes reset states as time, qpos and qvel, but this model's "
+                             f"state also has activations, mocap or plugin entries ({self._initial_state.size} values)")
+        self._states = np.tile(self._initial_state, (num_envs, 1))
 
     def close(self, **kwargs: Any) -> None:
         self._pool.close()
@@ -209,10 +213,14 @@ class HalfCheetahRolloutVectorEnv(_LocomotionVectorEnv):
         super().close(**kwargs)
 
     def _reset_lanes(self, lanes: np.ndarray) -> None:
-        for i in np.flatnonzero(lanes):
-            mujoco.mj_resetData(self._model, self._scratch)
-            self._scratch.qpos[:], self._scratch.qvel[:] = self._draw_start(i)
-            mujoco.mj_getState(self._model, self._scratch, self._states[i], self.STATE)
+        """The state ``mj_resetData`` then the drawn ``qpos``, ``qvel`` give, written directly: a HalfCheetah state
+        holds nothing else but the time (reset to 0)."""
+        indices = np.flatnonzero(lanes)
+        if indices.size:
+            starts = [self._draw_start(i) for i in indices]
+            self._states[indices] = self._initial_state
+            self._states[indices, self._qpos] = [qpos for qpos, _ in starts]
+            self._states[indices, self._qvel] = [qvel for _, qvel in starts]
 
     def _advance(self, actions: np.ndarray, restart: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, Arrays]:
         frame_skip = self._single.frame_skip

@@ -15,6 +15,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from metarl.functional import Params
+
 
 class TaskBatchNorm2d(nn.Module):
     """Batch norm that always normalises with the statistics of the batch it is given.
@@ -76,6 +78,20 @@ class MLP(nn.Sequential):
             if i < len(sizes) - 2:
                 layers.append(ACTIVATIONS[activation]())
         super().__init__(*layers)
+
+    def forward_per_task(self, params: Params, x: Tensor) -> Tensor:
+        """Each task's network on its own inputs: ``params`` (named as in ``named_parameters``) and ``x``
+        (``[tasks, ..., in]``) share a leading task axis. What ``vmap(functional_call)`` gives, with one batched
+        matrix product per layer instead of vmap's dispatch: 2-3x faster for a policy's small layers on a CPU
+        (MAML-TRPO's sampler calls it every time step)."""
+        shape = x.shape
+        x = x.reshape(shape[0], -1, shape[-1])
+        for name, layer in self.named_children():
+            if isinstance(layer, nn.Linear):
+                x = torch.baddbmm(params[f"{name}.bias"].unsqueeze(1), x, params[f"{name}.weight"].transpose(1, 2))
+            else:
+                x = layer(x)
+        return x.reshape(*shape[:-1], x.shape[-1])
 
 
 NORMS: dict[str, type[nn.Module]] = {"task": TaskBatchNorm2d, "running": nn.BatchNorm2d}
@@ -146,6 +162,14 @@ class GaussianMLPPolicy(nn.Module):
     def forward(self, observation: Tensor) -> tuple[Tensor, Tensor]:
         mean = self.mean(observation)
         return mean, self.log_std.expand_as(mean)
+
+    def forward_per_task(self, params: Params, observations: Tensor) -> tuple[Tensor, Tensor]:
+        """``(mean, log_std)`` of each task's policy on its own observations (``[tasks, ..., obs]``), ``params``
+        with a leading task axis: :meth:`MLP.forward_per_task` for the mean."""
+        mean = self.mean.forward_per_task(
+            {name.removeprefix("mean."): p for name, p in params.items() if name.startswith("mean.")}, observations)
+        log_std = params["log_std"]
+        return mean, log_std.view(log_std.shape[0], *[1] * (mean.dim() - 2), -1).expand_as(mean)
 
 
 MODELS: dict[str, type[nn.Module]] = {"mlp": MLP, "conv4": Conv4, "gaussian_mlp": GaussianMLPPolicy}

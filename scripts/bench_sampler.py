@@ -121,10 +121,12 @@ def worker_counts(max_workers: int) -> list[int]:
 
 
 def rollout_ceiling(model: mujoco.MjModel, frame_skip: int, lanes: int, horizon: int, threads: int,
-                    policy: GaussianMLPPolicy | None, device: torch.device, rng: np.random.Generator) -> float:
+                    policy: GaussianMLPPolicy | None, device: torch.device, rng: np.random.Generator,
+                    repeats: int) -> float:
     """Environment steps per second of ``lanes`` copies of ``model`` stepped in lock-step by ``mujoco.rollout``
-    on ``threads`` threads for ``horizon`` environment steps: closed loop with ``policy`` (its observation
-    is the first entries of ``[qpos, qvel]``, padded with zeros), open loop with uniform controls if None."""
+    on ``threads`` threads for ``horizon`` environment steps, the median of ``repeats`` passes from the initial
+    state (as the samplers are timed): closed loop with ``policy`` (its observation is the first entries of
+    ``[qpos, qvel]``, padded with zeros), open loop with uniform controls if None."""
     from mujoco import rollout
 
     spec = mujoco.mjtState.mjSTATE_FULLPHYSICS
@@ -132,7 +134,7 @@ def rollout_ceiling(model: mujoco.MjModel, frame_skip: int, lanes: int, horizon:
     mujoco.mj_forward(model, data)
     state = np.empty(mujoco.mj_stateSize(model, spec))
     mujoco.mj_getState(model, data, state, spec)
-    states = np.tile(state, (lanes, 1))
+    initial = np.tile(state, (lanes, 1))
     datas = [mujoco.MjData(model) for _ in range(threads)]
     low, high = model.actuator_ctrlrange.T
     physics = slice(1, 1 + model.nq + model.nv)  # FULLPHYSICS starts with time, then qpos and qvel
@@ -143,23 +145,26 @@ def rollout_ceiling(model: mujoco.MjModel, frame_skip: int, lanes: int, horizon:
     with rollout.Rollout(nthread=threads) as pool, torch.no_grad():
         # untimed first calls: the pool's threads start and the policy's kernels load (a single timed sample
         # of 50 steps was otherwise under half of what the sampler itself reached)
-        pool.rollout(model, datas, states.copy(), np.zeros((lanes, frame_skip, model.nu)), nstep=frame_skip)
+        pool.rollout(model, datas, initial.copy(), np.zeros((lanes, frame_skip, model.nu)), nstep=frame_skip)
         if policy is not None:
             policy(torch.zeros(lanes, obs_dim, device=device))
-        started = time.perf_counter()
-        for t in range(horizon):
-            if policy is None:
-                actions = open_loop[t]
-            else:
-                physical = torch.from_numpy(states[:, physics]).to(device, torch.float32)
-                obs = torch.nn.functional.pad(physical, (0, max(0, obs_dim - physical.shape[1])))[:, :obs_dim]
-                mean, log_std = policy(obs)
-                actions = (mean + log_std.exp() * torch.randn_like(mean)).cpu().numpy().clip(low, high)
-            control = np.repeat(actions[:, None, :], frame_skip, axis=1)
-            trajectory, _ = pool.rollout(model, datas, states, control, nstep=frame_skip)
-            states = trajectory[:, -1]
-        seconds = time.perf_counter() - started
-    return lanes * horizon / seconds
+        seconds = []
+        for _ in range(repeats):
+            states = initial
+            started = time.perf_counter()
+            for t in range(horizon):
+                if policy is None:
+                    actions = open_loop[t]
+                else:
+                    physical = torch.from_numpy(states[:, physics]).to(device, torch.float32)
+                    obs = torch.nn.functional.pad(physical, (0, max(0, obs_dim - physical.shape[1])))[:, :obs_dim]
+                    mean, log_std = policy(obs)
+                    actions = (mean + log_std.exp() * torch.randn_like(mean)).cpu().numpy().clip(low, high)
+                control = np.repeat(actions[:, None, :], frame_skip, axis=1)
+                trajectory, _ = pool.rollout(model, datas, states, control, nstep=frame_skip)
+                states = trajectory[:, -1]
+            seconds.append(time.perf_counter() - started)
+    return lanes * horizon / statistics.median(seconds)
 
 
 def time_sampler(args: Args, sampler: TrajectorySampler, params: dict[str, torch.Tensor], tasks: list) -> dict:
@@ -211,9 +216,9 @@ def bench_env(args: Args, env_id: str, max_workers: int) -> dict[str, Any]:
         "threads": threads,
         "policy_device": args.policy_device,
         "closed_loop_env_steps_per_s": rollout_ceiling(task_env.model, frame_skip, lanes, args.horizon, threads, policy,
-                                                       torch.device(args.policy_device), rng),
+                                                       torch.device(args.policy_device), rng, args.repeats),
         "open_loop_env_steps_per_s": rollout_ceiling(task_env.model, frame_skip, lanes, args.horizon, threads, None,
-                                                     torch.device(args.policy_device), rng),
+                                                     torch.device(args.policy_device), rng, args.repeats),
     }
     print(f"  {env_id:32s} ceiling  {threads:>7} {ceiling['closed_loop_env_steps_per_s']:12,.0f} env steps/s "
           f"(closed loop; open loop {ceiling['open_loop_env_steps_per_s']:,.0f})", flush=True)

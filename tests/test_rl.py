@@ -12,7 +12,7 @@ from metarl.models import GaussianMLPPolicy
 from metarl.rl import MAMLTRPO, MAMLTRPOConfig, RLBatch, TrajectorySampler
 from metarl.rl.gaussian import kl_divergence, log_prob
 from metarl.rl.returns import discounted_returns, gae, linear_baseline, normalize
-from metarl.rl.sampler import action_affine
+from metarl.rl.sampler import action_affine, policy_per_task
 from metarl.rl.trpo import backtracking_line_search, conjugate_gradient
 
 NAVIGATION = "envs:metarl/Navigation2D-v0"
@@ -185,6 +185,26 @@ def test_sampler_matches_single_envs_stepped_with_the_same_seeds_and_actions(env
             if terminated or truncated:
                 assert t + 1 == episodes.mask.shape[1] or episodes.mask[task, t + 1, episode] == 0
                 break
+
+
+@pytest.mark.parametrize("activation", ["relu", "tanh"])
+def test_per_task_policy_forward_is_vmap_over_the_tasks_bit_for_bit(activation):
+    torch.manual_seed(0)
+    policy = GaussianMLPPolicy(5, 3, hidden=(16, 16), activation=activation)
+    distinct = {k: v.detach() + 0.1 * torch.randn(4, *v.shape) for k, v in parameters_of(policy).items()}
+    shared = {k: v.detach().expand(4, *v.shape) for k, v in parameters_of(policy).items()}
+    observations = torch.randn(4, 7, 5)
+    with torch.no_grad():
+        for params, obs in [(distinct, observations), (shared, observations), (distinct, observations.view(4, 7, 1, 5)),
+                            (distinct, observations[:, 0])]:
+            reference = torch.func.vmap(lambda p, o: torch.func.functional_call(policy, p, (o,)))(params, obs)
+            ours = policy_per_task(policy, params, obs)
+            assert all(torch.equal(a, b) for a, b in zip(ours, reference))
+            assert ours[0].shape == ours[1].shape == (*obs.shape[:-1], 3)
+    # each task sees only its own parameters
+    alone = torch.func.functional_call(policy, {k: v[2] for k, v in distinct.items()}, (observations[2],))
+    with torch.no_grad():
+        torch.testing.assert_close(policy_per_task(policy, distinct, observations)[0][2], alone[0])
 
 
 def test_policy_actions_in_minus_one_one_are_mapped_onto_the_action_bounds():

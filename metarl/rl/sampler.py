@@ -56,7 +56,12 @@ def stack_params(params: Params, tasks: int) -> Params:
 
 def policy_per_task(policy: nn.Module, params: Params, observations: Tensor) -> tuple[Tensor, Tensor]:
     """``(mean, log_std)`` of each task's policy on its own observations: ``params`` and
-    ``observations`` share a leading task axis."""
+    ``observations`` share a leading task axis. A policy with a ``forward_per_task(params, observations)`` of
+    its own (:class:`metarl.models.GaussianMLPPolicy`: the same numbers, faster) computes it; any other
+    policy runs under ``vmap``."""
+    forward_per_task = getattr(policy, "forward_per_task", None)
+    if forward_per_task is not None:
+        return forward_per_task(params, observations)
     return vmap(lambda p, o: functional_call(policy, p, (o,)))(params, observations)
 
 
