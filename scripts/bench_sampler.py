@@ -12,6 +12,10 @@ uses by default) and with :class:`metarl.rl.ShardedVectorEnv` on 1, 2, 4, ... W 
   taken this way); open loop, the controls are drawn in advance;
 - the raw rate of ``mujoco.mj_step`` on one core, divided by ``frame_skip``.
 
+The ceiling and the samplers are timed in rounds of one pass each (``--repeats``), medians reported; "by round"
+is the median of each round's sampler / ceiling ratio, the figure least disturbed by a machine whose speed drifts
+(the 2-core VM's closed-loop ceiling has measured 165,000 to 275,000 env steps/s within minutes).
+
     PYTHONPATH=. python scripts/bench_sampler.py                       # the paper's 40 tasks x 20 episodes
     PYTHONPATH=. python scripts/bench_sampler.py --tasks 4 --episodes-per-task 5 --horizon 100 --max-workers 2
 
@@ -67,9 +71,10 @@ class Args:
     """Device of the policy, in the closed-loop ceiling and in every sampler (cuda on a GPU machine, where
     MAML-TRPO's sampler runs its policy on the GPU too)."""
     repeats: int = 3
-    """Timed samples per configuration; the median is reported."""
+    """Timed rounds; each times one pass of the ceiling (closed and open loop) and one sample of every sampler,
+    so that a machine whose speed drifts slows them alike. Medians over the rounds are reported."""
     warmup: int = 1
-    """Untimed samples per configuration first (the environments are built before these)."""
+    """Untimed rounds first (the environments are built before these)."""
     mj_steps: int = 20_000
     """mujoco.mj_step calls timed for the raw rate of each model."""
     hidden: tuple[int, ...] = (100, 100)
@@ -120,70 +125,50 @@ def worker_counts(max_workers: int) -> list[int]:
     return counts + [max_workers] if max_workers > 1 else counts
 
 
-def rollout_ceiling(model: mujoco.MjModel, frame_skip: int, lanes: int, horizon: int, threads: int,
-                    policy: GaussianMLPPolicy | None, device: torch.device, rng: np.random.Generator,
-                    repeats: int) -> float:
-    """Environment steps per second of ``lanes`` copies of ``model`` stepped in lock-step by ``mujoco.rollout``
-    on ``threads`` threads for ``horizon`` environment steps, the median of ``repeats`` passes from the initial
-    state (as the samplers are timed): closed loop with ``policy`` (its observation is the first entries of
-    ``[qpos, qvel]``, padded with zeros), open loop with uniform controls if None."""
-    from mujoco import rollout
+class RolloutCeiling:
+    """``lanes`` copies of ``model`` stepped in lock-step by ``mujoco.rollout`` on ``threads`` threads, one call of
+    ``frame_skip`` physics steps per environment step, from the model's initial state: closed loop with
+    ``policy`` (its observation is the first entries of ``[qpos, qvel]``, padded with zeros), open loop with
+    uniform controls drawn in advance. :meth:`env_steps_per_s` times one pass of ``horizon`` steps."""
 
-    spec = mujoco.mjtState.mjSTATE_FULLPHYSICS
-    data = mujoco.MjData(model)
-    mujoco.mj_forward(model, data)
-    state = np.empty(mujoco.mj_stateSize(model, spec))
-    mujoco.mj_getState(model, data, state, spec)
-    initial = np.tile(state, (lanes, 1))
-    datas = [mujoco.MjData(model) for _ in range(threads)]
-    low, high = model.actuator_ctrlrange.T
-    physics = slice(1, 1 + model.nq + model.nv)  # FULLPHYSICS starts with time, then qpos and qvel
-    obs_dim = policy.mean[0].in_features if policy is not None else 0
-    if policy is not None:
-        policy = policy.to(device)
-    open_loop = rng.uniform(low, high, size=(horizon, lanes, model.nu)) if policy is None else None
-    with rollout.Rollout(nthread=threads) as pool, torch.no_grad():
-        # untimed first calls: the pool's threads start and the policy's kernels load (a single timed sample
-        # of 50 steps was otherwise under half of what the sampler itself reached)
-        pool.rollout(model, datas, initial.copy(), np.zeros((lanes, frame_skip, model.nu)), nstep=frame_skip)
-        if policy is not None:
-            policy(torch.zeros(lanes, obs_dim, device=device))
-        seconds = []
-        for _ in range(repeats):
-            states = initial
-            started = time.perf_counter()
-            for t in range(horizon):
-                if policy is None:
-                    actions = open_loop[t]
-                else:
-                    physical = torch.from_numpy(states[:, physics]).to(device, torch.float32)
-                    obs = torch.nn.functional.pad(physical, (0, max(0, obs_dim - physical.shape[1])))[:, :obs_dim]
-                    mean, log_std = policy(obs)
-                    actions = (mean + log_std.exp() * torch.randn_like(mean)).cpu().numpy().clip(low, high)
-                control = np.repeat(actions[:, None, :], frame_skip, axis=1)
-                trajectory, _ = pool.rollout(model, datas, states, control, nstep=frame_skip)
-                states = trajectory[:, -1]
-            seconds.append(time.perf_counter() - started)
-    return lanes * horizon / statistics.median(seconds)
+    def __init__(self, model: mujoco.MjModel, frame_skip: int, lanes: int, horizon: int, threads: int,
+                 policy: GaussianMLPPolicy, device: torch.device, rng: np.random.Generator) -> None:
+        from mujoco import rollout
 
+        spec = mujoco.mjtState.mjSTATE_FULLPHYSICS
+        data = mujoco.MjData(model)
+        mujoco.mj_forward(model, data)
+        state = np.empty(mujoco.mj_stateSize(model, spec))
+        mujoco.mj_getState(model, data, state, spec)
+        self.model, self.frame_skip, self.lanes, self.horizon = model, frame_skip, lanes, horizon
+        self.policy, self.device = policy.to(device), device
+        self.initial = np.tile(state, (lanes, 1))
+        self.datas = [mujoco.MjData(model) for _ in range(threads)]
+        self.low, self.high = model.actuator_ctrlrange.T
+        self.physics = slice(1, 1 + model.nq + model.nv)  # FULLPHYSICS starts with time, then qpos and qvel
+        self.obs_dim = policy.mean[0].in_features
+        self.open_loop = rng.uniform(self.low, self.high, size=(horizon, lanes, model.nu))
+        self.pool = rollout.Rollout(nthread=threads)
 
-def time_sampler(args: Args, sampler: TrajectorySampler, params: dict[str, torch.Tensor], tasks: list) -> dict:
-    """Median env steps per second of ``repeats`` samples after ``warmup`` untimed ones."""
-    lanes = args.tasks * args.episodes_per_task
-    for i in range(args.warmup):
-        sampler.sample(params, tasks, seed=args.seed + i)
-    seconds, env_steps, lane_steps = [], [], []
-    for i in range(args.repeats):
-        batch = sampler.sample(params, tasks, seed=args.seed + args.warmup + i)
-        seconds.append(batch.seconds)
-        env_steps.append(batch.env_steps)
-        lane_steps.append(batch.mask.shape[1] * lanes)
-    return {
-        "env_steps_per_s": statistics.median(s / t for s, t in zip(env_steps, seconds)),
-        "lane_steps_per_s": statistics.median(s / t for s, t in zip(lane_steps, seconds)),
-        "seconds": seconds,
-        "env_steps": env_steps,
-    }
+    def close(self) -> None:
+        self.pool.close()
+
+    @torch.no_grad()
+    def env_steps_per_s(self, closed_loop: bool) -> float:
+        states = self.initial
+        started = time.perf_counter()
+        for t in range(self.horizon):
+            if closed_loop:
+                physical = torch.from_numpy(states[:, self.physics]).to(self.device, torch.float32)
+                obs = torch.nn.functional.pad(physical, (0, max(0, self.obs_dim - physical.shape[1])))[:, :self.obs_dim]
+                mean, log_std = self.policy(obs)
+                actions = (mean + log_std.exp() * torch.randn_like(mean)).cpu().numpy().clip(self.low, self.high)
+            else:
+                actions = self.open_loop[t]
+            control = np.repeat(actions[:, None, :], self.frame_skip, axis=1)
+            trajectory, _ = self.pool.rollout(self.model, self.datas, states, control, nstep=self.frame_skip)
+            states = trajectory[:, -1]
+        return self.lanes * self.horizon / (time.perf_counter() - started)
 
 
 def bench_env(args: Args, env_id: str, max_workers: int) -> dict[str, Any]:
@@ -212,32 +197,53 @@ def bench_env(args: Args, env_id: str, max_workers: int) -> dict[str, Any]:
     ]
     makers = [maker for maker in makers if maker[0] in args.samplers]
     threads = min(max_workers, lanes)
-    ceiling = {
-        "threads": threads,
-        "policy_device": args.policy_device,
-        "closed_loop_env_steps_per_s": rollout_ceiling(task_env.model, frame_skip, lanes, args.horizon, threads, policy,
-                                                       torch.device(args.policy_device), rng, args.repeats),
-        "open_loop_env_steps_per_s": rollout_ceiling(task_env.model, frame_skip, lanes, args.horizon, threads, None,
-                                                     torch.device(args.policy_device), rng, args.repeats),
-    }
-    print(f"  {env_id:32s} ceiling  {threads:>7} {ceiling['closed_loop_env_steps_per_s']:12,.0f} env steps/s "
-          f"(closed loop; open loop {ceiling['open_loop_env_steps_per_s']:,.0f})", flush=True)
+    ceiling = RolloutCeiling(task_env.model, frame_skip, lanes, args.horizon, threads, policy,
+                             torch.device(args.policy_device), rng)
     policy = policy.to(args.policy_device)
-    runs = []
-    for vectorization, workers, make in makers:
-        sampler = TrajectorySampler(make, policy, args.episodes_per_task, args.horizon, args.policy_device)
-        try:
+    samplers: list[TrajectorySampler] = []
+    runs: list[dict[str, Any]] = []
+    closed, open_loop = [], []
+    try:
+        for vectorization, workers, make in makers:
+            samplers.append(TrajectorySampler(make, policy, args.episodes_per_task, args.horizon, args.policy_device))
             built = time.perf_counter()
-            sampler.env(lanes)
-            run = {"vectorization": vectorization, "workers": workers, "build_s": time.perf_counter() - built,
-                   **time_sampler(args, sampler, params, tasks)}
-        finally:
+            samplers[-1].env(lanes)
+            runs.append({"vectorization": vectorization, "workers": workers, "build_s": time.perf_counter() - built,
+                         "seconds": [], "env_steps": [], "lane_steps": []})
+        # untimed first passes: threads and workers start, the policy's kernels load
+        for i in range(args.warmup):
+            ceiling.env_steps_per_s(closed_loop=True)
+            ceiling.env_steps_per_s(closed_loop=False)
+            for sampler in samplers:
+                sampler.sample(params, tasks, seed=args.seed + i)
+        # then rounds of one timed pass each, so that a machine whose speed drifts slows them all alike
+        for i in range(args.repeats):
+            closed.append(ceiling.env_steps_per_s(closed_loop=True))
+            open_loop.append(ceiling.env_steps_per_s(closed_loop=False))
+            for sampler, run in zip(samplers, runs):
+                batch = sampler.sample(params, tasks, seed=args.seed + args.warmup + i)
+                run["seconds"].append(batch.seconds)
+                run["env_steps"].append(batch.env_steps)
+                run["lane_steps"].append(batch.mask.shape[1] * lanes)
+    finally:
+        ceiling.close()
+        for sampler in samplers:
             sampler.close()
+    ceiling_figures = {"threads": threads, "policy_device": args.policy_device,
+                       "closed_loop_env_steps_per_s": statistics.median(closed),
+                       "open_loop_env_steps_per_s": statistics.median(open_loop), "closed_loop_rounds": closed}
+    print(f"  {env_id:32s} ceiling  {threads:>7} {ceiling_figures['closed_loop_env_steps_per_s']:12,.0f} env steps/s "
+          f"(closed loop; open loop {ceiling_figures['open_loop_env_steps_per_s']:,.0f})", flush=True)
+    for run in runs:
+        seconds = run["seconds"]
+        run["env_steps_per_s"] = statistics.median(s / t for s, t in zip(run["env_steps"], seconds))
+        run["lane_steps_per_s"] = statistics.median(s / t for s, t in zip(run.pop("lane_steps"), seconds))
         run["fraction_of_one_core_bound"] = run["env_steps_per_s"] / (raw / frame_skip)
-        run["fraction_of_ceiling"] = run["env_steps_per_s"] / ceiling["closed_loop_env_steps_per_s"]
-        runs.append(run)
-        print(f"  {env_id:32s} {vectorization:8s} {workers or '':>7} {run['env_steps_per_s']:12,.0f} env steps/s",
-              flush=True)
+        run["fraction_of_ceiling"] = run["env_steps_per_s"] / ceiling_figures["closed_loop_env_steps_per_s"]
+        # against the same round's ceiling pass: the ratio that a drifting machine disturbs least
+        run["fraction_of_ceiling_by_round"] = [e / t / c for e, t, c in zip(run["env_steps"], seconds, closed)]
+        print(f"  {env_id:32s} {run['vectorization']:8s} {run['workers'] or '':>7} {run['env_steps_per_s']:12,.0f} "
+              f"env steps/s", flush=True)
     return {
         "env_id": env_id,
         "frame_skip": frame_skip,
@@ -245,7 +251,7 @@ def bench_env(args: Args, env_id: str, max_workers: int) -> dict[str, Any]:
         "lanes": lanes,
         "mj_step_per_s": raw,
         "env_steps_per_s_bound_one_core": raw / frame_skip,
-        "ceiling": ceiling,
+        "ceiling": ceiling_figures,
         "runs": runs,
     }
 
@@ -276,7 +282,7 @@ def print_table(report: dict[str, Any]) -> None:
           f"median of {settings['repeats']}; {report['cpu_count']} CPUs, load average "
           f"{report['load_average_before'][0]:.1f} before, {report['load_average_after'][0]:.1f} after")
     print(f"{'environment':32s} {'sampler':8s} {'workers':>7s} {'env steps/s':>12s} {'of 1-core bound':>16s} "
-          f"{'of ceiling':>11s}")
+          f"{'of ceiling':>11s} {'by round':>9s}")
     for result in report["results"]:
         ceiling = result["ceiling"]
         print(f"{result['env_id']:32s} {'mj_step':8s} {'':>7s} {result['mj_step_per_s']:12,.0f}   "
@@ -287,7 +293,8 @@ def print_table(report: dict[str, Any]) -> None:
               f"{ceiling['open_loop_env_steps_per_s']:,.0f})")
         for run in result["runs"]:
             print(f"{'':32s} {run['vectorization']:8s} {run['workers'] or '':>7} {run['env_steps_per_s']:12,.0f} "
-                  f"{run['fraction_of_one_core_bound']:16.0%} {run['fraction_of_ceiling']:11.0%}")
+                  f"{run['fraction_of_one_core_bound']:16.0%} {run['fraction_of_ceiling']:11.0%} "
+                  f"{statistics.median(run['fraction_of_ceiling_by_round']):9.0%}")
 
 def main(args: Args) -> None:
     report = run(args)

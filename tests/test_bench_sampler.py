@@ -46,6 +46,8 @@ def test_bench_sampler_end_to_end(tmp_path):
         assert run["fraction_of_ceiling"] == pytest.approx(run["env_steps_per_s"] / ceiling["closed_loop_env_steps_per_s"])
         assert run["env_steps_per_s"] > 0 and run["lane_steps_per_s"] >= run["env_steps_per_s"]
         assert len(run["seconds"]) == 1 and 0 < run["env_steps"][0] <= 4 * 5
+        assert run["fraction_of_ceiling_by_round"] == pytest.approx(
+            [run["env_steps"][0] / run["seconds"][0] / ceiling["closed_loop_rounds"][0]])
         assert run["fraction_of_one_core_bound"] == pytest.approx(
             run["env_steps_per_s"] / result["env_steps_per_s_bound_one_core"]
         )
