@@ -24,7 +24,7 @@ if ! "$py" -c "import torch" 2>/dev/null; then
 fi
 if [ "$job" = test ]; then
   "$py" -m pip install --quiet ".[test]"
-  # Two workers (pytest-xdist): the suite is about 14 minutes of CPU, so one per core keeps it under 10
+  # Two workers (pytest-xdist): the suite is about 9 minutes of CPU, so one per core keeps it under 10
   # minutes on a 2-core machine. PYTEST_WORKERS=0 runs it in one process. Each worker's torch gets its
   # share of the cores, so that two OpenMP teams never spin against each other on the same core.
   workers="${PYTEST_WORKERS:-2}"
