@@ -20,7 +20,8 @@ reimplementation: the least-used weights ``w^lu`` mark the ``read_heads`` least-
 with n = the number of reads) and head h writes to the h-th of them, so that the heads never write
 on top of each other; the single least-used slot is the one cleared (as the paper says); keys are
 ``tanh`` of a linear map of the controller state; the state starts empty (zero memory, read weights,
-usage and read vectors); ties in usage go to the lower slot.
+usage and read vectors); ties in usage go to the lower slot. Where it departs from the paper's text, it is an
+option: ``add_vector`` writes a separate ``tanh`` add vector instead of the key (eq. 7 writes the key).
 """
 
 from __future__ import annotations
@@ -58,6 +59,10 @@ class MANNConfig:
     """Each head also emits a key strength beta = softplus(.) >= 0 that multiplies the cosines before the read
     softmax, as in Neural Turing Machines (Graves et al. 2014). False is the paper's eq. 2, whose softmax over
     cosines in [-1, 1] can give one of 128 slots at most 5.5% of a read, so reads stay near the memory's mean."""
+    add_vector: bool = False
+    """Each head writes its own add vector ``a_t = tanh(W_add h_t)`` instead of its read key, as the reference
+    reimplementation (tristandeleu/ntm-one-shot) does. False is the paper's eq. 7, which writes the key ``k_t``:
+    the slot a head has just written then matches its own read key exactly (cosine 1)."""
 
     def __post_init__(self) -> None:
         if self.controller not in ("lstm", "feedforward"):
@@ -102,31 +107,32 @@ def least_used_slots(usage: Tensor, n: int) -> Tensor:
     return torch.sort(usage, dim=-1, stable=True).indices[:, :n]
 
 
-def lrua_write(state: MemoryState, keys: Tensor, gate: Tensor) -> tuple[Tensor, Tensor]:
-    """Least Recently Used Access write of ``keys [B, H, W]`` with gates ``sigma(alpha) [B, H]`` in [0, 1].
+def lrua_write(state: MemoryState, content: Tensor, gate: Tensor) -> tuple[Tensor, Tensor]:
+    """Least Recently Used Access write of each head's ``content [B, H, W]`` (the paper: its key) with gates
+    ``sigma(alpha) [B, H]`` in [0, 1].
 
     Returns the new memory ``[B, N, W]`` and the write weights ``[B, H, N]``: gate 1 writes where the head
     read at the previous step, gate 0 to its least-used slot (head h: the h-th least used) (eq. 6).
-    The least-used slot is cleared first, then every head adds its key (eq. 7).
+    The least-used slot is cleared first, then every head adds its content (eq. 7).
     """
     slots = state.memory.shape[1]
-    least_used = least_used_slots(state.usage, keys.shape[1])
-    fresh = F.one_hot(least_used, slots).to(keys.dtype)  # [B, H, N]
+    least_used = least_used_slots(state.usage, content.shape[1])
+    fresh = F.one_hot(least_used, slots).to(content.dtype)  # [B, H, N]
     g = gate[..., None]
     write_weights = g * state.read_weights + (1.0 - g) * fresh
     kept = 1.0 - fresh[:, 0]  # clears the least-used slot
-    memory = state.memory * kept[..., None] + write_weights.transpose(1, 2) @ keys
+    memory = state.memory * kept[..., None] + write_weights.transpose(1, 2) @ content
     return memory, write_weights
 
 
 def lrua_step(state: MemoryState, keys: Tensor, gate: Tensor, gamma: float,
-              strength: Tensor | None = None) -> tuple[MemoryState, Tensor]:
-    """One memory step: write, then read with the same keys (and key strengths, if any), then update usage
-    (eq. 4).
+              strength: Tensor | None = None, content: Tensor | None = None) -> tuple[MemoryState, Tensor]:
+    """One memory step: write ``content [B, H, W]`` (the keys themselves if None, as in the paper's eq. 7),
+    then read with the keys (and key strengths, if any), then update usage (eq. 4).
 
     Returns the next state and the read vectors ``[B, H, W]`` (eq. 3).
     """
-    memory, write_weights = lrua_write(state, keys, gate)
+    memory, write_weights = lrua_write(state, keys if content is None else content, gate)
     read_weights = cosine_read_weights(keys, memory, strength)
     usage = gamma * state.usage + read_weights.sum(1) + write_weights.sum(1)
     return MemoryState(memory, read_weights, usage), read_weights @ memory
@@ -148,7 +154,8 @@ class MANN(nn.Module):
         gates = 4 * size if lstm else size  # LSTM: input, forget, cell and output gates
         self.input_map = nn.Linear(input_size, gates)
         self.recurrent_map = nn.Linear(reads + size * lstm, gates, bias=False)
-        self.head_size = config.memory_width + 1 + int(config.key_strength)  # key, write gate (and key strength)
+        # key, write gate (and key strength, add vector)
+        self.head_size = config.memory_width * (1 + int(config.add_vector)) + 1 + int(config.key_strength)
         self.heads = nn.Linear(size, config.read_heads * self.head_size)
         self.output = nn.Linear(size + reads, output_size)
 
@@ -170,7 +177,8 @@ class MANN(nn.Module):
             head = self.heads(h).view(batch, c.read_heads, self.head_size)
             keys, gate = torch.tanh(head[..., :c.memory_width]), torch.sigmoid(head[..., c.memory_width])
             strength = F.softplus(head[..., c.memory_width + 1]) if c.key_strength else None
-            state, read = lrua_step(state, keys, gate, c.gamma, strength)
+            content = torch.tanh(head[..., -c.memory_width:]) if c.add_vector else None
+            state, read = lrua_step(state, keys, gate, c.gamma, strength, content)
             reads = read.flatten(1)
             features.append(torch.cat([h, reads], dim=-1))
         return self.output(torch.stack(features, dim=1))

@@ -285,3 +285,19 @@ def test_key_strength_sharpens_the_reads():
     logits = model(torch.randn(4, 9, 7))
     logits.sum().backward()
     assert logits.shape == (4, 9, 5) and model.heads.weight.grad.abs().sum() > 0
+
+
+def test_add_vector_writes_its_own_content_and_reads_with_the_key():
+    state = empty_memory(1, 4, 2, 1)
+    keys, content = torch.tensor([[[1.0, 0.0]]]), torch.tensor([[[0.0, 1.0]]])
+    written, read = lrua_step(state, keys, torch.zeros(1, 1), 0.95, content=content)
+    assert torch.equal(written.memory[0, 0], content[0, 0]) and written.memory[0, 1:].abs().sum() == 0
+    # the key is orthogonal to the one written slot: its read weight is that of the empty slots
+    assert torch.allclose(written.read_weights, torch.full((1, 1, 4), 0.25)) and torch.allclose(read, content / 4)
+    paper, _ = lrua_step(state, keys, torch.zeros(1, 1), 0.95)
+    assert torch.equal(paper.memory[0, 0], keys[0, 0])  # eq. 7: the key itself
+    model = MANN(7, 5, MANNConfig(controller_size=8, memory_slots=6, memory_width=3, read_heads=2, add_vector=True))
+    assert model.heads.out_features == 2 * (3 + 1 + 3)  # key, gate and add vector per head
+    logits = model(torch.randn(4, 9, 7))
+    logits.sum().backward()
+    assert logits.shape == (4, 9, 5) and model.heads.weight.grad.view(2, 7, -1)[:, -3:].abs().sum() > 0
