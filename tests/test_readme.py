@@ -35,8 +35,11 @@ def readme_examples() -> list[pytest.param]:
     return examples
 
 
-def test_the_readme_has_examples() -> None:
-    assert len(readme_examples()) >= 10
+def test_the_readme_has_examples_and_the_shortened_calls() -> None:
+    examples = readme_examples()
+    assert len(examples) >= 10
+    for long in SHORTENED:  # a changed call would run at full length until the timeout
+        assert any(long in example.values[0] for example in examples), f"no README example contains {long!r}"
 
 
 def write_tiny_miniimagenet(root: Path, classes: int = 5, per_class: int = 16) -> None:
