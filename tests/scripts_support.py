@@ -9,10 +9,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def run(*args: str, env: dict | None = None, check: bool = True) -> subprocess.CompletedProcess:
+def run(*args: str, env: dict | None = None, check: bool = True, timeout: float = 600) -> subprocess.CompletedProcess:
     """``python *args`` from the repository root; raises with the output when it fails and ``check``."""
     result = subprocess.run([sys.executable, *args], cwd=ROOT, capture_output=True, text=True,
-                            env={**os.environ, **(env or {})}, timeout=600)
+                            env={**os.environ, **(env or {})}, timeout=timeout, check=False)
     if check and result.returncode != 0:
         raise AssertionError(f"{args} failed:\n{result.stdout}\n{result.stderr}")
     return result

@@ -21,9 +21,9 @@ from pathlib import Path
 
 import pytest
 import torch
-from PIL import Image
 from scripts_support import ROOT, records, run
 from test_training import TINY_SINUSOID
+from tiny_data import tiny_miniimagenet
 
 from metarl import cli
 from metarl.checkpoint import load_checkpoint, save_checkpoint
@@ -106,21 +106,6 @@ def test_read_only_out_fails_before_training(tmp_path):
 
 # ----------------------------------------------------------------------------------------------
 # Data sets and task families
-
-
-def tiny_miniimagenet(root: Path) -> Path:
-    """Ravi & Larochelle's layout with 3 / 2 / 2 classes of 6 small JPEGs each."""
-    (root / "images").mkdir(parents=True)
-    for number, (part, classes) in enumerate({"train": 3, "val": 2, "test": 2}.items()):
-        rows = []
-        for c in range(classes):
-            wnid = f"n{number}{c:07d}"
-            for j in range(6):
-                name = f"{wnid}{j + 1:08d}.jpg"
-                Image.new("RGB", (24, 20), (40 * c, 30 * j, 100)).save(root / "images" / name)
-                rows.append(f"{name},{wnid}")
-        (root / f"{part}.csv").write_text("filename,label\n" + "\n".join(rows) + "\n")
-    return root
 
 
 def image_script(out: Path, data: Path, *args: str) -> subprocess.CompletedProcess:
