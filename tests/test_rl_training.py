@@ -34,6 +34,26 @@ def test_short_navigation_run_adapts_to_new_goals(tmp_path):
     assert all(0 < r["perf/sampling_seconds"] < r["perf/iteration_seconds"] for r in train)
 
 
+def test_evaluation_takes_the_configured_step_sizes(tmp_path, monkeypatch):
+    assert MAMLTRPOConfig().evaluation_step_sizes(3) == [0.1, 0.05, 0.05]  # the paper's protocol
+    config = RLConfig(env_id="envs:metarl/Navigation2D-v0", horizon=5,
+                      maml=MAMLTRPOConfig(inner_lr=0.5, eval_inner_lr=0.2, eval_inner_lr_decay=0.5, hidden=(4,),
+                                          episodes_per_task=1, eval_episodes_per_task=1),
+                      train=TrainConfig(out=str(tmp_path), meta_batch_size=2, progress=False))
+    experiment = RLExperiment(config)
+    adapt = experiment.learner._adapt_by_sampling
+    taken = []
+
+    def recording(params, batch, lrs, episodes_per_task):
+        taken.append(list(lrs))
+        return adapt(params, batch, lrs, episodes_per_task)
+
+    monkeypatch.setattr(experiment.learner, "_adapt_by_sampling", recording)
+    result = experiment.evaluate(2, steps=4)
+    assert taken == [pytest.approx([0.5, 0.2, 0.1, 0.05])]
+    assert result.protocol["step_sizes"] == pytest.approx([0.5, 0.2, 0.1, 0.05]) and len(result.mean) == 5
+
+
 def test_navigation_script_resumes_exactly_and_reloads_with_metarl_evaluate(tmp_path):
     straight, resumed = tmp_path / "straight", tmp_path / "resumed"
     run("scripts/train_navigation.py", "--out", str(straight), "--iterations", "4", *TINY_RL)
@@ -43,6 +63,7 @@ def test_navigation_script_resumes_exactly_and_reloads_with_metarl_evaluate(tmp_
     evaluation = json.loads((resumed / "eval.json").read_text())
     assert evaluation["metric"] == "return" and evaluation["steps"] == [0, 1, 2, 3]
     assert len(evaluation["stderr"]) == 4 and evaluation["tasks"] == 3
+    assert evaluation["step_sizes"] == pytest.approx([0.5, 0.15, 0.075])
     out = run("-m", "metarl.cli", "evaluate", "--checkpoint", str(resumed), "--tasks", "2", "--steps", "1", "--json")
     reloaded = json.loads(out.stdout)
     assert reloaded["steps"] == [0, 1] and reloaded["tasks"] == 2 and reloaded["checkpoint_step"] == 4
@@ -61,6 +82,9 @@ def test_mujoco_scripts_run_end_to_end(tmp_path, script):
 def test_bad_configuration_is_refused():
     with pytest.raises(ValueError, match="max_kl"):
         MAMLTRPOConfig(max_kl=0)
+    for decay in (0, 1.5):
+        with pytest.raises(ValueError, match="eval_inner_lr_decay"):
+            MAMLTRPOConfig(eval_inner_lr_decay=decay)
     with pytest.raises(ValueError, match="horizon"):
         RLExperiment(RLConfig(env_id="envs:metarl/Navigation2D-v0", horizon=0))
     with pytest.raises(ValueError, match="workers"):

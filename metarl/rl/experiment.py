@@ -123,7 +123,7 @@ class RLExperiment:
                   for start in range(0, tasks, size)]
         protocol = {"env_id": self.config.env_id, "horizon": self.config.horizon, "seed": seed,
                     "episodes_per_task": self.config.maml.eval_episodes_per_task,
-                    "inner_lr": self.config.maml.inner_lr, "eval_inner_lr": self.config.maml.eval_inner_lr}
+                    "step_sizes": self.config.maml.evaluation_step_sizes(steps)}
         return EvalResult.from_values("return", torch.cat(values).numpy().astype(np.float64), protocol)
 
     def trajectories_figure(self) -> Figure:

@@ -42,7 +42,10 @@ class MAMLTRPOConfig:
     """Inner steps during meta-training; each samples fresh episodes with the policy so far. 0 trains
     one policy on all tasks jointly with TRPO (the paper's "pretrained" baseline)."""
     eval_inner_lr: float = 0.05
-    """Step size of the evaluation's steps after the first (the paper: 0.1, then 0.05)."""
+    """Step size of the evaluation's second step (the paper: 0.1, then 0.05)."""
+    eval_inner_lr_decay: float = 1.0
+    """Each evaluation step after the second takes this times the previous step's size (1: all steps after
+    the first take ``eval_inner_lr``, the paper's protocol)."""
     eval_inner_steps: int = 3
     """Adaptation steps at evaluation; returns are reported after 0, 1, ..., this many."""
     first_order: bool = False
@@ -83,8 +86,16 @@ class MAMLTRPOConfig:
             raise ValueError(f"need 0 < gamma <= 1 and 0 <= gae_lambda <= 1, got {self.gamma}, {self.gae_lambda}")
         if self.max_kl <= 0 or not 0 < self.line_search_ratio < 1 or self.line_search_steps < 1:
             raise ValueError("need max_kl > 0, 0 < line_search_ratio < 1 and line_search_steps >= 1")
+        if min(self.inner_lr, self.eval_inner_lr) <= 0 or not 0 < self.eval_inner_lr_decay <= 1:
+            raise ValueError("need inner_lr > 0, eval_inner_lr > 0 and 0 < eval_inner_lr_decay <= 1, got "
+                             f"{self.inner_lr}, {self.eval_inner_lr}, {self.eval_inner_lr_decay}")
         if self.path not in ("auto", "batched", "per_task"):
             raise ValueError(f"path must be auto, batched or per_task, got {self.path!r}")
+
+    def evaluation_step_sizes(self, steps: int) -> list[float]:
+        """The step sizes of ``steps`` adaptation steps at evaluation: ``inner_lr``, then ``eval_inner_lr``
+        times ``eval_inner_lr_decay`` to the power of the steps taken since the second."""
+        return [self.inner_lr, *(self.eval_inner_lr * self.eval_inner_lr_decay ** k for k in range(steps - 1))][:steps]
 
 
 @dataclass
@@ -316,8 +327,9 @@ class MAMLTRPO:
     def evaluate(self, batch: RLBatch, steps: int | None = None) -> Tensor:
         """Mean episode return of each task after 0..``steps`` adaptation steps, ``[tasks, steps + 1]``.
 
-        The first step uses ``inner_lr`` and later ones ``eval_inner_lr`` (the paper's protocol). Under
-        torchrun each process adapts to its share of the tasks and every process gets all the rows.
+        The steps take :meth:`MAMLTRPOConfig.evaluation_step_sizes` (the paper: ``inner_lr``, then
+        ``eval_inner_lr``). Under torchrun each process adapts to its share of the tasks and every process
+        gets all the rows.
         """
         steps = self.config.eval_inner_steps if steps is None else steps
         return distributed.gather_over_tasks(lambda part: self._evaluate_tasks(batch.shard(part), steps),
@@ -325,7 +337,7 @@ class MAMLTRPO:
 
     def _evaluate_tasks(self, batch: RLBatch, steps: int) -> Tensor:
         c = self.config
-        lrs = [c.inner_lr, *[c.eval_inner_lr] * (steps - 1)][:steps]
+        lrs = c.evaluation_step_sizes(steps)
         detached = {k: v.detach() for k, v in parameters_of(self.policy).items()}
         adaptation = self._adapt_by_sampling(detached, batch, lrs, c.eval_episodes_per_task)
         final = self._sample(adaptation.params, batch, steps, c.eval_episodes_per_task)

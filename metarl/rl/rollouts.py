@@ -26,10 +26,10 @@ class AdaptationRollouts:
 
 def adapt_and_sample(learner: MAMLTRPO, tasks: Sequence[Task], steps: int, seed: int) -> AdaptationRollouts:
     """Adapt the learner's policy to each task by ``steps`` policy-gradient steps, as
-    :meth:`MAMLTRPO.evaluate` does (``inner_lr`` first, then ``eval_inner_lr``, ``eval_episodes_per_task``
+    :meth:`MAMLTRPO.evaluate` does (:meth:`MAMLTRPOConfig.evaluation_step_sizes`, ``eval_episodes_per_task``
     episodes per step), and sample the adapted policies once more."""
     c = learner.config
-    lrs = [c.inner_lr, *[c.eval_inner_lr] * (steps - 1)][:steps]
+    lrs = c.evaluation_step_sizes(steps)
     batch = RLBatch(list(tasks), seed)
     initial = {name: p.detach() for name, p in parameters_of(learner.policy).items()}
     adaptation = learner._adapt_by_sampling(initial, batch, lrs, c.eval_episodes_per_task)
