@@ -5,7 +5,8 @@ The test tasks are those of metarl's evaluation: ``env.sample_tasks(tasks, np.ra
 its meta-batch size, 40 for the locomotion scripts). For each task, PPO trains on that task only for
 ``--timesteps`` steps, then ``--eval-episodes`` episodes of the trained policy give the task's mean
 return; the script reports the mean over tasks and its standard error, and writes JSON (after every
-task, so an interrupted run keeps the tasks done).
+task, so an interrupted run keeps the tasks done). PPO acts in [-1, 1], mapped onto the environment's
+action bounds, as metarl's policies do.
 
 This is a per-task expert. MAML's paper (Finn et al. 2017, section 5.3) calls "oracle" one policy that
 receives the task parameters as input (cbfinn/maml_rl ``*_oracle.py`` environments append the goal to
@@ -29,6 +30,7 @@ from typing import Any
 
 import gymnasium
 import numpy as np
+from gymnasium.wrappers import RescaleAction
 from stable_baselines3 import PPO
 from stable_baselines3.common.env_util import make_vec_env
 
@@ -85,9 +87,16 @@ def evaluation_tasks(env_id: str, n: int, seed: int) -> list[Task]:
     return tasks
 
 
+def acting_in_unit_box(env: gymnasium.Env) -> gymnasium.Env:
+    """``env`` with actions in [-1, 1] mapped linearly onto its action bounds, as metarl's policies act (the
+    paper's rllab ``normalize``). A no-op for the MuJoCo tasks; Navigation2D's velocities are in [-0.1, 0.1],
+    where PPO's initial standard deviation of 1 would saturate every action."""
+    return RescaleAction(env, min_action=-1.0, max_action=1.0)
+
+
 def train(args: Args, task: Task, seed: int) -> PPO:
     """PPO trained on ``task`` alone (every sub-environment holds it for the whole run)."""
-    vec_env = make_vec_env(args.env_id, n_envs=args.n_envs, seed=seed)
+    vec_env = make_vec_env(args.env_id, n_envs=args.n_envs, seed=seed, wrapper_class=acting_in_unit_box)
     vec_env.env_method("set_task", task)
     model = PPO("MlpPolicy", vec_env, n_steps=args.n_steps, batch_size=args.batch_size, seed=seed, device="cpu")
     return model.learn(args.timesteps)
@@ -95,7 +104,7 @@ def train(args: Args, task: Task, seed: int) -> PPO:
 
 def evaluate(model: PPO, env_id: str, task: Task, episodes: int, seed: int, deterministic: bool) -> list[float]:
     """Undiscounted returns of ``episodes`` episodes on ``task``; episode ``e`` resets with ``seed + e``."""
-    env = gymnasium.make(env_id)
+    env = acting_in_unit_box(gymnasium.make(env_id))
     env.unwrapped.set_task(task)
     model.set_random_seed(seed)  # the action noise, when actions are sampled
     returns = []
