@@ -41,6 +41,9 @@ def _evaluate_supervised(args: argparse.Namespace, method: str) -> tuple[EvalRes
     else:
         from metarl.experiment import load_experiment
 
+    rl_only = [f"--{name.replace('_', '-')}" for name in ("seed", "step_sizes") if getattr(args, name) is not None]
+    if rl_only:
+        raise ValueError(f"{', '.join(rl_only)} applies to reinforcement-learning runs only")
     experiment, step = load_experiment(args.checkpoint, device=args.device)
     overrides = {name: value for name, value in (("shots", args.shots), ("ways", args.ways), ("queries", args.queries))
                  if value is not None}
@@ -59,7 +62,8 @@ def _evaluate_rl(args: argparse.Namespace) -> tuple[EvalResult, int, str]:
     if supervised_only:
         raise ValueError(f"{', '.join(supervised_only)} does not apply to a reinforcement-learning run")
     experiment, step = load_rl_experiment(args.checkpoint, device=args.device)
-    return experiment.evaluate(args.tasks or 40, args.steps), step, experiment.config.env_id
+    result = experiment.evaluate(args.tasks or 40, args.steps, seed=args.seed, step_sizes=args.step_sizes)
+    return result, step, experiment.config.env_id
 
 
 def _predict(args: argparse.Namespace) -> None:
@@ -95,6 +99,12 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--queries", type=int, default=None, help="query examples per class (default: as trained)")
     evaluate.add_argument("--part", default=None, choices=("train", "val", "test"),
                           help="which class split (supervised runs; default test)")
+    evaluate.add_argument("--seed", type=int, default=None,
+                          help="reinforcement-learning runs: draw the tasks of this seed (default: the run's seed, "
+                               "whose tasks are its test tasks; other seeds give tuning tasks)")
+    evaluate.add_argument("--step-sizes", type=float, nargs="+", default=None, metavar="SIZE",
+                          help="reinforcement-learning runs: one size per adaptation step, in order (default: the "
+                               "run's schedule)")
     evaluate.add_argument("--device", default=None, help="auto, cpu or cuda (default: the run's own setting)")
     evaluate.add_argument("--json", action="store_true", help="print the result as JSON (the eval.json shape)")
     evaluate.set_defaults(run=_evaluate)

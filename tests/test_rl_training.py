@@ -52,6 +52,10 @@ def test_evaluation_takes_the_configured_step_sizes(tmp_path, monkeypatch):
     result = experiment.evaluate(2, steps=4)
     assert taken == [pytest.approx([0.5, 0.2, 0.1, 0.05])]
     assert result.protocol["step_sizes"] == pytest.approx([0.5, 0.2, 0.1, 0.05]) and len(result.mean) == 5
+    result = experiment.evaluate(2, step_sizes=[0.3, 0.2])
+    assert taken[-1] == [0.3, 0.2] and result.protocol["step_sizes"] == [0.3, 0.2] and len(result.mean) == 3
+    with pytest.raises(ValueError, match="positive"):
+        experiment.evaluate(2, step_sizes=[0.3, 0])
 
 
 def test_navigation_script_resumes_exactly_and_reloads_with_metarl_evaluate(tmp_path):
@@ -69,6 +73,13 @@ def test_navigation_script_resumes_exactly_and_reloads_with_metarl_evaluate(tmp_
     assert reloaded["steps"] == [0, 1] and reloaded["tasks"] == 2 and reloaded["checkpoint_step"] == 4
     refused = run("-m", "metarl.cli", "evaluate", "--checkpoint", str(resumed), "--shots", "5", check=False)
     assert refused.returncode == 2 and "--shots does not apply" in refused.stderr
+    out = run("-m", "metarl.cli", "evaluate", "--checkpoint", str(resumed), "--tasks", "2", "--seed", "1",
+              "--step-sizes", "0.3", "0.1", "--json")
+    tuning = json.loads(out.stdout)
+    assert tuning["steps"] == [0, 1, 2] and tuning["seed"] == 1 and tuning["step_sizes"] == pytest.approx([0.3, 0.1])
+    refused = run("-m", "metarl.cli", "evaluate", "--checkpoint", str(resumed), "--steps", "3", "--step-sizes", "0.1",
+                  check=False)
+    assert refused.returncode == 2 and "3 adaptation steps but 1 step sizes" in refused.stderr
 
 
 @pytest.mark.parametrize("script", ["halfcheetah_vel", "halfcheetah_dir", "ant_vel", "ant_dir", "ant_goal"])

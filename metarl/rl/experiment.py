@@ -7,6 +7,7 @@ Environments are named by gymnasium id. ``metarl`` never imports ``envs``; gymna
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, NoReturn
@@ -110,20 +111,23 @@ class RLExperiment:
     def sample_batch(self, rng: np.random.Generator) -> RLBatch:
         return RLBatch(self.tasks.sample_tasks(self.config.train.meta_batch_size, rng), int(rng.integers(2**31)))
 
-    def evaluate(self, tasks: int, steps: int | None = None, seed: int | None = None) -> EvalResult:
-        """Mean episode return on ``tasks`` test tasks after 0..steps adaptation steps, from a fixed seed."""
+    def evaluate(self, tasks: int, steps: int | None = None, seed: int | None = None,
+                 step_sizes: Sequence[float] | None = None) -> EvalResult:
+        """Mean episode return on ``tasks`` test tasks after 0..steps adaptation steps, from a fixed seed.
+
+        The run's own seed draws its test tasks; another seed draws other tasks (tuning tasks, for choosing
+        ``step_sizes``, which replace the run's evaluation schedule: see :meth:`MAMLTRPO.evaluate`)."""
         if tasks < 1:
             raise ValueError(f"tasks must be >= 1, got {tasks}")
-        steps = self.config.maml.eval_inner_steps if steps is None else steps
+        step_sizes = self.learner.evaluation_step_sizes(steps, step_sizes)
         seed = self.config.train.seed if seed is None else seed
         rng = np.random.default_rng([seed, 2])
         size = self.config.train.meta_batch_size
         values = [self.learner.evaluate(RLBatch(self.tasks.sample_tasks(min(size, tasks - start), rng),
-                                                int(rng.integers(2**31))), steps)
+                                                int(rng.integers(2**31))), step_sizes=step_sizes)
                   for start in range(0, tasks, size)]
         protocol = {"env_id": self.config.env_id, "horizon": self.config.horizon, "seed": seed,
-                    "episodes_per_task": self.config.maml.eval_episodes_per_task,
-                    "step_sizes": self.config.maml.evaluation_step_sizes(steps)}
+                    "episodes_per_task": self.config.maml.eval_episodes_per_task, "step_sizes": step_sizes}
         return EvalResult.from_values("return", torch.cat(values).numpy().astype(np.float64), protocol)
 
     def trajectories_figure(self) -> Figure:

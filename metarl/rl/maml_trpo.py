@@ -324,23 +324,34 @@ class MAMLTRPO:
         }
 
     # --- meta-testing ------------------------------------------------------------------------------
-    def evaluate(self, batch: RLBatch, steps: int | None = None) -> Tensor:
+    def evaluate(self, batch: RLBatch, steps: int | None = None, step_sizes: Sequence[float] | None = None) -> Tensor:
         """Mean episode return of each task after 0..``steps`` adaptation steps, ``[tasks, steps + 1]``.
 
-        The steps take :meth:`MAMLTRPOConfig.evaluation_step_sizes` (the paper: ``inner_lr``, then
-        ``eval_inner_lr``). Under torchrun each process adapts to its share of the tasks and every process
-        gets all the rows.
+        The steps take ``step_sizes`` when given (then ``steps`` is their number), otherwise
+        :meth:`MAMLTRPOConfig.evaluation_step_sizes` (the paper: ``inner_lr``, then ``eval_inner_lr``). Under
+        torchrun each process adapts to its share of the tasks and every process gets all the rows.
         """
-        steps = self.config.eval_inner_steps if steps is None else steps
-        return distributed.gather_over_tasks(lambda part: self._evaluate_tasks(batch.shard(part), steps),
+        lrs = self.evaluation_step_sizes(steps, step_sizes)
+        return distributed.gather_over_tasks(lambda part: self._evaluate_tasks(batch.shard(part), lrs),
                                              len(batch.tasks))
 
-    def _evaluate_tasks(self, batch: RLBatch, steps: int) -> Tensor:
+    def evaluation_step_sizes(self, steps: int | None = None, step_sizes: Sequence[float] | None = None
+                              ) -> list[float]:
+        """The step sizes :meth:`evaluate` takes: ``step_sizes`` (checked against ``steps`` when both are
+        given), or the configuration's schedule for ``steps`` (default ``eval_inner_steps``) steps."""
+        if step_sizes is None:
+            return self.config.evaluation_step_sizes(self.config.eval_inner_steps if steps is None else steps)
+        if steps is not None and steps != len(step_sizes):
+            raise ValueError(f"{steps} adaptation steps but {len(step_sizes)} step sizes")
+        if not all(size > 0 for size in step_sizes):
+            raise ValueError(f"step sizes must be positive, got {list(step_sizes)}")
+        return list(step_sizes)
+
+    def _evaluate_tasks(self, batch: RLBatch, lrs: list[float]) -> Tensor:
         c = self.config
-        lrs = c.evaluation_step_sizes(steps)
         detached = {k: v.detach() for k, v in parameters_of(self.policy).items()}
         adaptation = self._adapt_by_sampling(detached, batch, lrs, c.eval_episodes_per_task)
-        final = self._sample(adaptation.params, batch, steps, c.eval_episodes_per_task)
+        final = self._sample(adaptation.params, batch, len(lrs), c.eval_episodes_per_task)
         curve = [e.episode_returns().mean(dim=1) for e in [*adaptation.episodes, final]]
         return torch.stack(curve, dim=1).cpu()
 
