@@ -5,7 +5,7 @@ Settings of the paper's own run (cbfinn/maml_rl maml_trpo_point.py and test_maml
 task, 100 iterations, one policy-gradient step of 0.5 (the paper's text says 0.1 for all RL
 experiments; its code used 0.5 here), TRPO with max KL 0.01; at test, 40 episodes per task and step
 and a first step of 0.5. The paper's code took 0.25 for the later steps; here that made the second
-step diverge on some tasks (-13.6 +- 2.8 after two steps against -6.3 +- 0.8 with 0.1). The later
+step diverge on some tuning tasks (-13.6 +- 2.8 after two steps against -6.3 +- 0.8 with 0.1). The later
 steps are 0.15 and then halved each step (0.15, 0.075), chosen on three sets of 40 tuning tasks (seeds
 1-3, never the test tasks) among constant and decaying schedules. The paper reports returns -40.4 /
 -11.7 / -3.2 after 0 / 1 / 3 steps on 40 test tasks.

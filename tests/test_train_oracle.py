@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import subprocess
@@ -44,3 +45,15 @@ def test_train_oracle_end_to_end(tmp_path):
     assert report["stderr"] == pytest.approx(np.std(means, ddof=1) / np.sqrt(2))
     again = _run(tmp_path / "again.json", tmp_path)
     assert [row["returns"] for row in again["tasks"]] == [row["returns"] for row in report["tasks"]]
+
+
+def test_ppo_acts_in_the_unit_box_mapped_onto_the_action_bounds(monkeypatch):
+    spec = importlib.util.spec_from_file_location("train_oracle", ROOT / "scripts" / "train_oracle.py")
+    train_oracle = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, "train_oracle", train_oracle)  # its dataclass looks its module up there
+    spec.loader.exec_module(train_oracle)
+    env = train_oracle.acting_in_unit_box(gym.make("metarl/Navigation2D-v0"))
+    assert env.action_space.low.tolist() == [-1, -1] and env.action_space.high.tolist() == [1, 1]
+    start, _ = env.reset(seed=0)
+    moved, *_ = env.step(np.array([1.0, -0.5], dtype=np.float32))
+    np.testing.assert_allclose(moved - start, [0.1, -0.05], atol=1e-6)  # Navigation2D's velocities are in [-0.1, 0.1]
