@@ -91,7 +91,8 @@ def acting_in_unit_box(env: gymnasium.Env) -> gymnasium.Env:
     """``env`` with actions in [-1, 1] mapped linearly onto its action bounds, as metarl's policies act (the
     paper's rllab ``normalize``). A no-op for the MuJoCo tasks; Navigation2D's velocities are in [-0.1, 0.1],
     where PPO's initial standard deviation of 1 would saturate every action."""
-    return RescaleAction(env, min_action=-1.0, max_action=1.0)
+    ones = np.ones(env.action_space.shape, dtype=env.action_space.dtype)
+    return RescaleAction(env, min_action=-ones, max_action=ones)
 
 
 def train(args: Args, task: Task, seed: int) -> PPO:
