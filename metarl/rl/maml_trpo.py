@@ -347,13 +347,19 @@ class MAMLTRPO:
             raise ValueError(f"step sizes must be positive, got {list(step_sizes)}")
         return list(step_sizes)
 
-    def _evaluate_tasks(self, batch: RLBatch, lrs: list[float]) -> Tensor:
+    def adapt_for_evaluation(self, batch: RLBatch, lrs: Sequence[float]) -> tuple[list[Trajectories], Params]:
+        """The evaluation protocol on ``batch``: from the policy, one step of each size in ``lrs``, each on
+        ``eval_episodes_per_task`` fresh episodes per task, then the adapted policies sampled once more.
+        Returns the episodes after 0, 1, ..., ``len(lrs)`` steps and each task's adapted parameters."""
         c = self.config
         detached = {k: v.detach() for k, v in parameters_of(self.policy).items()}
         adaptation = self._adapt_by_sampling(detached, batch, lrs, c.eval_episodes_per_task)
         final = self._sample(adaptation.params, batch, len(lrs), c.eval_episodes_per_task)
-        curve = [e.episode_returns().mean(dim=1) for e in [*adaptation.episodes, final]]
-        return torch.stack(curve, dim=1).cpu()
+        return [*adaptation.episodes, final], adaptation.params
+
+    def _evaluate_tasks(self, batch: RLBatch, lrs: list[float]) -> Tensor:
+        episodes, _ = self.adapt_for_evaluation(batch, lrs)
+        return torch.stack([e.episode_returns().mean(dim=1) for e in episodes], dim=1).cpu()
 
     # --- checkpoints -------------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from metarl.functional import Params, parameters_of
+from metarl.functional import Params
 from metarl.rl.maml_trpo import MAMLTRPO, RLBatch
 from metarl.rl.sampler import Trajectories
 from metarl.tasks import Task
@@ -25,16 +25,11 @@ class AdaptationRollouts:
 
 
 def adapt_and_sample(learner: MAMLTRPO, tasks: Sequence[Task], steps: int, seed: int) -> AdaptationRollouts:
-    """Adapt the learner's policy to each task by ``steps`` policy-gradient steps, as
-    :meth:`MAMLTRPO.evaluate` does (:meth:`MAMLTRPOConfig.evaluation_step_sizes`, ``eval_episodes_per_task``
-    episodes per step), and sample the adapted policies once more."""
-    c = learner.config
-    lrs = c.evaluation_step_sizes(steps)
-    batch = RLBatch(list(tasks), seed)
-    initial = {name: p.detach() for name, p in parameters_of(learner.policy).items()}
-    adaptation = learner._adapt_by_sampling(initial, batch, lrs, c.eval_episodes_per_task)
-    final = learner.sampler.sample(adaptation.params, batch.tasks, batch.sampling_seed(steps), c.eval_episodes_per_task)
-    return AdaptationRollouts([*adaptation.episodes, final], adaptation.params)
+    """Adapt the learner's policy to each task by ``steps`` policy-gradient steps of the run's schedule, as
+    :meth:`MAMLTRPO.evaluate` does (:meth:`MAMLTRPO.adapt_for_evaluation`), and sample the adapted policies
+    once more."""
+    episodes, params = learner.adapt_for_evaluation(RLBatch(list(tasks), seed), learner.evaluation_step_sizes(steps))
+    return AdaptationRollouts(episodes, params)
 
 
 def trajectory_stages(learner: MAMLTRPO, tasks: Sequence[Task], steps: int, seed: int = 0
