@@ -67,7 +67,7 @@ def test_navigation_script_resumes_exactly_and_reloads_with_metarl_evaluate(tmp_
     evaluation = json.loads((resumed / "eval.json").read_text())
     assert evaluation["metric"] == "return" and evaluation["steps"] == [0, 1, 2, 3]
     assert len(evaluation["stderr"]) == 4 and evaluation["tasks"] == 3
-    assert evaluation["step_sizes"] == pytest.approx([0.5, 0.15, 0.075])
+    assert evaluation["step_sizes"] == pytest.approx([0.1, 0.05, 0.025])
     out = run("-m", "metarl.cli", "evaluate", "--checkpoint", str(resumed), "--tasks", "2", "--steps", "1", "--json")
     reloaded = json.loads(out.stdout)
     assert reloaded["steps"] == [0, 1] and reloaded["tasks"] == 2 and reloaded["checkpoint_step"] == 4
