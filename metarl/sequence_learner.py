@@ -63,6 +63,15 @@ def per_instance_accuracy(correct: Tensor, instances: Tensor, samples: int) -> T
     return (correct.float()[..., None] * at).sum(1) / at.sum(1).clamp(min=1)
 
 
+def frequency_rule_accuracy(labels: Tensor, alphabet: int) -> Tensor:
+    """``[B]``: the symbol accuracy, over each episode of ``labels [B, T, L]``, of a rule that knows the
+    episode's labels but not which class has which: at every position it names the symbol most frequent
+    among them. With string labels, a model that has not bound classes to labels reaches this, well above
+    the 1 / ``alphabet`` of chance. Every class is assumed shown equally often, as in these episodes."""
+    counts = F.one_hot(labels, alphabet).sum(1)  # [B, L, alphabet]: per position, steps showing each symbol
+    return counts.max(-1).values.sum(-1).float() / (labels.shape[1] * labels.shape[2])
+
+
 class SequenceLearner:
     """Trains ``model`` to label sequences; what :class:`metarl.train.Trainer` needs, plus :meth:`evaluate`."""
 
@@ -106,11 +115,14 @@ class SequenceLearner:
         return {"loss": loss.item(), "accuracy": correct.float().mean().item(),
                 **{f"accuracy_instance{k + 1}": a for k, a in enumerate(by_instance.tolist())}}
 
-    def evaluate(self, episode: SequenceEpisode) -> Tensor:
-        """Per-episode accuracy at each class's 1st, 2nd, ... presentation, ``[episodes, samples]``, on the CPU."""
+    def evaluate(self, episode: SequenceEpisode, symbols: bool = False) -> Tensor:
+        """Per-episode accuracy at each class's 1st, 2nd, ... presentation, ``[episodes, samples]``, on the CPU:
+        of whole labels, or with ``symbols`` the fraction of a label's symbols predicted right (for string
+        labels, progress that whole-label accuracy hides)."""
         with torch.no_grad():
             labels = episode.labels.to(self.device)
-            correct = self._correct(self.logits(episode), labels)
+            right = self.logits(episode).argmax(-1) == labels
+            correct = right.float().mean(-1) if symbols else right.all(-1)
             instances = instance_numbers(labels)
             return per_instance_accuracy(correct, instances, int(instances.max()) + 1).cpu()
 

@@ -13,6 +13,7 @@ from metarl.mann_experiment import MANNRunConfig
 from metarl.sequence_learner import (
     SequenceLearner,
     SequenceLearnerConfig,
+    frequency_rule_accuracy,
     instance_numbers,
     per_instance_accuracy,
     previous_label_input,
@@ -112,6 +113,29 @@ def test_instance_numbers_and_per_instance_accuracy():
     assert instances.tolist() == [[0, 0, 1, 2, 1, 2]]
     correct = torch.tensor([[False, True, True, True, False, True]])
     assert per_instance_accuracy(correct, instances, 3).tolist() == [[0.5, 0.5, 1.0]]
+
+
+class Constant(nn.Module):
+    """Answers the same scores at every step."""
+
+    def __init__(self, scores: list[float]) -> None:
+        super().__init__()
+        self.scores = nn.Parameter(torch.tensor(scores))
+
+    def forward(self, inputs):
+        return self.scores.expand(*inputs.shape[:2], -1)
+
+
+def test_symbol_accuracy_and_the_frequency_rule_on_string_labels():
+    # classes A and B with two-symbol labels (0, 1) and (0, 2), shown A, B, A, B; the model always answers (0, 1)
+    labels = torch.tensor([[[0, 1], [0, 2], [0, 1], [0, 2]]])
+    episode = SequenceEpisode(torch.zeros(1, 4, 1, 2, 2), labels)
+    learner = SequenceLearner(Constant([1.0, 0, 0, 0, 1, 0]), alphabet=3)
+    assert learner.evaluate(episode).tolist() == [[0.5, 0.5]]  # A right, B wrong at each instance
+    assert learner.evaluate(episode, symbols=True).tolist() == [[0.75, 0.75]]  # A's 2 symbols of 2, B's 1 of 2
+    # position 0: symbol 0 at all 4 steps; position 1: symbols 1 and 2 at 2 steps each
+    assert frequency_rule_accuracy(labels, alphabet=3).tolist() == [0.75]
+    assert frequency_rule_accuracy(torch.tensor([[[0], [1], [2]]]), alphabet=3).tolist() == pytest.approx([1 / 3])
 
 
 # --- the memory ------------------------------------------------------------------------------------

@@ -63,3 +63,13 @@ def test_baselines_and_string_labels_run(tmp_path, omniglot_20px):
             "--labels", labels, "--ways", "3", *omniglot_20px["args"], *TINY, env=omniglot_20px["env"])
         evaluation = json.loads((out / "eval.json").read_text())
         assert evaluation["model"] == model and evaluation["labels"] == labels and len(evaluation["mean"]) == 10
+    report_file = tmp_path / "symbols.json"
+    run("scripts/mann_symbol_accuracy.py", str(tmp_path / "ff"), "--episodes", "3", "--out", str(report_file),
+        env=omniglot_20px["env"])
+    report = json.loads(report_file.read_text())
+    assert report["instances"] == list(range(1, 11)) and report["labels"] == "string" and report["checkpoint_step"] == 2
+    assert all(s >= a for s, a in zip(report["symbol_accuracy"], report["label_accuracy"]))
+    assert 1 / 3 <= report["frequency_rule_symbol_accuracy"] <= 1  # each position's commonest symbol: 1 class of 3 or more
+    bad = run("scripts/mann_symbol_accuracy.py", str(tmp_path / "ff"), "--episodes", "0", env=omniglot_20px["env"],
+              check=False)
+    assert bad.returncode == 2 and "--episodes must be >= 1" in bad.stderr
