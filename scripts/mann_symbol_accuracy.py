@@ -15,6 +15,7 @@ import json
 import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -34,15 +35,15 @@ class Args:
     """Held-out episodes (test classes)."""
     seed: int = 0
     """Seed of the episodes drawn."""
-    part: str = "test"
-    """Class split the episodes come from: train, val or test."""
+    part: Literal["train", "val", "test"] = "test"
+    """Class split the episodes come from."""
     device: str = "cpu"
     """cpu or cuda."""
     out: str | None = None
     """JSON file for the figures (none: print only)."""
 
 
-def main(args: Args) -> dict:
+def main(args: Args) -> dict[str, Any]:
     if args.episodes < 1:
         print(f"mann_symbol_accuracy.py: error: --episodes must be >= 1, got {args.episodes}", file=sys.stderr)
         raise SystemExit(2)
