@@ -10,6 +10,7 @@ the weights fixed. It is an :class:`EvalResult` whose ``steps`` are those instan
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -24,7 +25,7 @@ from metarl.mann import MANNConfig
 from metarl.plots import instance_figures
 from metarl.sequence_learner import SequenceLearner, SequenceLearnerConfig
 from metarl.sequence_models import SEQUENCE_MODELS, build_sequence_model
-from metarl.tasks import SequenceTaskDistribution
+from metarl.tasks import SequenceEpisode, SequenceTaskDistribution
 from metarl.train import TrainConfig, Trainer, reload_run, resolve_device, train_and_evaluate
 
 
@@ -95,15 +96,21 @@ class MANNExperiment:
                              "steps")
         if tasks < 1:
             raise ValueError(f"tasks (episodes) must be >= 1, got {tasks}")
-        distribution = self.distribution(part, **task_overrides)
-        seed, size = self.config.train.seed, self.config.train.meta_batch_size
+        seed = self.config.train.seed
         rng = np.random.default_rng([seed, 1 if part == PERIODIC_EVAL_PART else 2])
-        batches = (distribution.sample_tasks(min(size, tasks - start), rng) for start in range(0, tasks, size))
-        values = [self.learner.evaluate(distribution.episode(batch, rng)) for batch in batches]
+        values = [self.learner.evaluate(episode) for episode in self.episodes(part, tasks, rng, **task_overrides)]
         protocol = {"family": self.config.family, "part": part, "seed": seed, **self.config.task, **task_overrides,
                     "model": self.config.model, "step_kind": "instance"}
         result = EvalResult.from_values("accuracy", torch.cat(values).numpy().astype(np.float64), protocol)
         return replace(result, steps=[s + 1 for s in result.steps])
+
+    def episodes(self, part: str, tasks: int, rng: np.random.Generator,
+                 **task_overrides: Any) -> Iterator[SequenceEpisode]:
+        """``tasks`` episodes of ``part`` drawn from ``rng``, in batches of the meta-batch size."""
+        distribution = self.distribution(part, **task_overrides)
+        size = self.config.train.meta_batch_size
+        for start in range(0, tasks, size):
+            yield distribution.episode(distribution.sample_tasks(min(size, tasks - start), rng), rng)
 
     def trainer(self) -> Trainer:
         distribution, size = self.train_distribution, self.config.train.meta_batch_size

@@ -96,9 +96,11 @@ class SequenceLearner:
         return self.model(inputs).view(*labels.shape, self.alphabet)
 
     @staticmethod
-    def _correct(logits: Tensor, labels: Tensor) -> Tensor:
-        """``[B, T]``: whether every symbol of the step's label was predicted."""
-        return (logits.argmax(-1) == labels).all(-1)
+    def _correct(logits: Tensor, labels: Tensor, symbols: bool = False) -> Tensor:
+        """``[B, T]``: whether every symbol of the step's label was predicted, or with ``symbols`` the
+        fraction of its symbols that were."""
+        right = logits.argmax(-1) == labels
+        return right.float().mean(-1) if symbols else right.all(-1)
 
     def meta_train_step(self, episode: SequenceEpisode) -> dict[str, float]:
         """One update on the episodes' cross-entropy (summed over a label's symbols, mean over steps)."""
@@ -121,8 +123,7 @@ class SequenceLearner:
         labels, progress that whole-label accuracy hides)."""
         with torch.no_grad():
             labels = episode.labels.to(self.device)
-            right = self.logits(episode).argmax(-1) == labels
-            correct = right.float().mean(-1) if symbols else right.all(-1)
+            correct = self._correct(self.logits(episode), labels, symbols)
             instances = instance_numbers(labels)
             return per_instance_accuracy(correct, instances, int(instances.max()) + 1).cpu()
 

@@ -48,15 +48,12 @@ def main(args: Args) -> dict[str, Any]:
         print(f"mann_symbol_accuracy.py: error: --episodes must be >= 1, got {args.episodes}", file=sys.stderr)
         raise SystemExit(2)
     experiment, step = load_mann_experiment(args.checkpoint, args.device)
-    distribution = experiment.distribution(args.part)
-    learner, size = experiment.learner, experiment.config.train.meta_batch_size
-    rng = np.random.default_rng(args.seed)
+    alphabet, learner = experiment.train_distribution.alphabet, experiment.learner
     whole, symbols, rule = [], [], []
-    for start in range(0, args.episodes, size):
-        episode = distribution.episode(distribution.sample_tasks(min(size, args.episodes - start), rng), rng)
+    for episode in experiment.episodes(args.part, args.episodes, np.random.default_rng(args.seed)):
         whole.append(learner.evaluate(episode))
         symbols.append(learner.evaluate(episode, symbols=True))
-        rule.append(frequency_rule_accuracy(episode.labels, distribution.alphabet))
+        rule.append(frequency_rule_accuracy(episode.labels, alphabet))
     report = {"checkpoint": args.checkpoint, "checkpoint_step": step, **asdict(args),
               "model": experiment.config.model, **experiment.config.task,
               "instances": list(range(1, whole[0].shape[1] + 1)),
