@@ -4,7 +4,7 @@ Matching Networks beat chance clearly, and `metarl evaluate` reloads each at oth
 import json
 
 import pytest
-from scripts_support import records, run
+from scripts_support import metarl, records, run
 
 SMALL = ["--dataset", "omniglot", "--hidden", "16", "--log-every", "10", "--checkpoint-every", "10",
          "--eval-tasks", "10", "--final-eval-tasks", "40", "--no-progress"]
@@ -35,19 +35,19 @@ def test_short_omniglot_run_beats_chance_and_reloads(method, tmp_path, omniglot_
     assert last > first, (first, last)
 
     if method == "meta_lstm":  # the learner's output layer is fixed at 5 classes
-        refused = run("-m", "metarl.cli", "evaluate", "--checkpoint", str(out), "--ways", "20", env=env, check=False)
+        refused = metarl("evaluate", "--checkpoint", str(out), "--ways", "20", env=env, check=False)
         assert refused.returncode == 2 and "5-way output layer" in refused.stderr and "Traceback" not in refused.stderr
-        report = run("-m", "metarl.cli", "evaluate", "--checkpoint", str(out), "--tasks", "6", "--shots", "2",
-                     "--steps", "3", "--json", env=env)
+        report = metarl("evaluate", "--checkpoint", str(out), "--tasks", "6", "--shots", "2",
+                        "--steps", "3", "--json", env=env)
         five_way = json.loads(report.stdout)
         assert five_way["shots"] == 2 and five_way["tasks"] == 6 and five_way["steps"] == [0, 1, 2, 3]
     else:
-        report = run("-m", "metarl.cli", "evaluate", "--checkpoint", str(out), "--tasks", "6", "--ways", "20",
-                     "--shots", "2", "--json", env=env)
+        report = metarl("evaluate", "--checkpoint", str(out), "--tasks", "6", "--ways", "20",
+                        "--shots", "2", "--json", env=env)
         twenty_way = json.loads(report.stdout)
         assert twenty_way["ways"] == 20 and twenty_way["shots"] == 2 and twenty_way["tasks"] == 6
         assert twenty_way["steps"] == [0] and twenty_way["step_kind"] == "none"
-        text = run("-m", "metarl.cli", "evaluate", "--checkpoint", str(out), "--tasks", "4", env=env).stdout
+        text = metarl("evaluate", "--checkpoint", str(out), "--tasks", "4", env=env).stdout
         assert "accuracy: " in text and "steps" not in text
-        refused = run("-m", "metarl.cli", "evaluate", "--checkpoint", str(out), "--steps", "2", env=env, check=False)
+        refused = metarl("evaluate", "--checkpoint", str(out), "--steps", "2", env=env, check=False)
         assert refused.returncode == 2 and "does not adapt" in refused.stderr and "Traceback" not in refused.stderr

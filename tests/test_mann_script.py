@@ -5,7 +5,7 @@ from importlib.metadata import entry_points
 from pathlib import Path
 
 import pytest
-from scripts_support import records, run
+from scripts_support import metarl, records, run
 
 TINY = ["--meta-batch-size", "2", "--log-every", "2", "--eval-every", "2", "--checkpoint-every", "2",
         "--eval-tasks", "4", "--final-eval-tasks", "6", "--controller-size", "16", "--memory-slots", "16",
@@ -42,17 +42,14 @@ def test_script_runs_resumes_exactly_and_metarl_evaluate_reports_instances(tmp_p
     assert evaluation["metric"] == "accuracy" and evaluation["tasks"] == 6 and evaluation["model"] == "mann"
     assert list((straight / "tensorboard").glob("events.out.tfevents.*"))
 
-    report = json.loads(run("-m", "metarl.cli", "evaluate", "--checkpoint", str(straight), "--tasks", "4", "--json",
-                            env=env).stdout)
+    report = json.loads(metarl("evaluate", "--checkpoint", str(straight), "--tasks", "4", "--json", env=env).stdout)
     assert report["steps"] == list(range(1, 11)) and report["checkpoint_step"] == 6 and report["tasks"] == 4
-    text = run("-m", "metarl.cli", "evaluate", "--checkpoint", str(straight / "checkpoint.pt"), "--tasks", "4",
-               env=env).stdout
+    text = metarl("evaluate", "--checkpoint", str(straight / "checkpoint.pt"), "--tasks", "4", env=env).stdout
     assert "accuracy at instance 2:" in text
     for flag, value, message in [("--steps", "3", "--steps does not apply"), ("--shots", "2", "--shots does not apply"),
                                  ("--ways", "10", "changes the inputs or labels"),
                                  ("--seed", "1", "--seed applies to reinforcement-learning runs only")]:
-        bad = run("-m", "metarl.cli", "evaluate", "--checkpoint", str(straight), "--tasks", "2", flag, value,
-                  env=env, check=False)
+        bad = metarl("evaluate", "--checkpoint", str(straight), "--tasks", "2", flag, value, env=env, check=False)
         assert bad.returncode == 2 and message in bad.stderr and "Traceback" not in bad.stderr
 
 

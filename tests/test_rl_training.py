@@ -4,7 +4,7 @@ import json
 
 import numpy as np
 import pytest
-from scripts_support import records, run
+from scripts_support import metarl, records, run
 
 from metarl.models import GaussianMLPPolicy
 from metarl.rl.experiment import RLConfig, RLExperiment
@@ -68,17 +68,16 @@ def test_navigation_script_resumes_exactly_and_reloads_with_metarl_evaluate(tmp_
     assert evaluation["metric"] == "return" and evaluation["steps"] == [0, 1, 2, 3]
     assert len(evaluation["stderr"]) == 4 and evaluation["tasks"] == 3
     assert evaluation["step_sizes"] == pytest.approx([0.1, 0.05, 0.025])
-    out = run("-m", "metarl.cli", "evaluate", "--checkpoint", str(resumed), "--tasks", "2", "--steps", "1", "--json")
+    out = metarl("evaluate", "--checkpoint", str(resumed), "--tasks", "2", "--steps", "1", "--json")
     reloaded = json.loads(out.stdout)
     assert reloaded["steps"] == [0, 1] and reloaded["tasks"] == 2 and reloaded["checkpoint_step"] == 4
-    refused = run("-m", "metarl.cli", "evaluate", "--checkpoint", str(resumed), "--shots", "5", check=False)
+    refused = metarl("evaluate", "--checkpoint", str(resumed), "--shots", "5", check=False)
     assert refused.returncode == 2 and "--shots does not apply" in refused.stderr
-    out = run("-m", "metarl.cli", "evaluate", "--checkpoint", str(resumed), "--tasks", "2", "--seed", "1",
-              "--step-sizes", "0.3", "0.1", "--json")
+    out = metarl("evaluate", "--checkpoint", str(resumed), "--tasks", "2", "--seed", "1",
+                 "--step-sizes", "0.3", "0.1", "--json")
     tuning = json.loads(out.stdout)
     assert tuning["steps"] == [0, 1, 2] and tuning["seed"] == 1 and tuning["step_sizes"] == pytest.approx([0.3, 0.1])
-    refused = run("-m", "metarl.cli", "evaluate", "--checkpoint", str(resumed), "--steps", "3", "--step-sizes", "0.1",
-                  check=False)
+    refused = metarl("evaluate", "--checkpoint", str(resumed), "--steps", "3", "--step-sizes", "0.1", check=False)
     assert refused.returncode == 2 and "3 adaptation steps but 1 step sizes" in refused.stderr
 
 
