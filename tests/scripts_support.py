@@ -1,4 +1,4 @@
-"""Running the training scripts in a subprocess and reading their metrics, for the script tests."""
+"""Running the training scripts in a subprocess, the metarl command in this process, and reading their metrics."""
 
 import io
 import json
