@@ -117,15 +117,23 @@ class SequenceLearner:
         return {"loss": loss.item(), "accuracy": correct.float().mean().item(),
                 **{f"accuracy_instance{k + 1}": a for k, a in enumerate(by_instance.tolist())}}
 
-    def evaluate(self, episode: SequenceEpisode, symbols: bool = False) -> Tensor:
-        """Per-episode accuracy at each class's 1st, 2nd, ... presentation, ``[episodes, samples]``, on the CPU:
-        of whole labels, or with ``symbols`` the fraction of a label's symbols predicted right (for string
-        labels, progress that whole-label accuracy hides)."""
+    def evaluate(self, episode: SequenceEpisode) -> Tensor:
+        """Per-episode accuracy of whole labels at each class's 1st, 2nd, ... presentation, ``[episodes, samples]``,
+        on the CPU."""
+        return self.evaluate_by_symbol(episode)[0]
+
+    def evaluate_by_symbol(self, episode: SequenceEpisode) -> tuple[Tensor, Tensor]:
+        """Per-instance accuracy as :meth:`evaluate`, of whole labels and of single symbols (the fraction of a
+        label's symbols predicted right: for string labels, progress that whole-label accuracy hides), from one
+        pass of the model."""
         with torch.no_grad():
             labels = episode.labels.to(self.device)
-            correct = self._correct(self.logits(episode), labels, symbols)
+            logits = self.logits(episode)
             instances = instance_numbers(labels)
-            return per_instance_accuracy(correct, instances, int(instances.max()) + 1).cpu()
+            count = int(instances.max()) + 1
+            whole, by_symbol = (per_instance_accuracy(self._correct(logits, labels, symbols), instances, count).cpu()
+                                for symbols in (False, True))
+            return whole, by_symbol
 
     def state_dict(self) -> dict[str, Any]:
         return {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),

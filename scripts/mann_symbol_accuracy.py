@@ -51,8 +51,9 @@ def main(args: Args) -> dict[str, Any]:
     alphabet, learner = experiment.train_distribution.alphabet, experiment.learner
     whole, symbols, rule = [], [], []
     for episode in experiment.episodes(args.part, args.episodes, np.random.default_rng(args.seed)):
-        whole.append(learner.evaluate(episode))
-        symbols.append(learner.evaluate(episode, symbols=True))
+        episode_whole, episode_symbols = learner.evaluate_by_symbol(episode)
+        whole.append(episode_whole)
+        symbols.append(episode_symbols)
         rule.append(frequency_rule_accuracy(episode.labels, alphabet))
     report = {"checkpoint": args.checkpoint, "checkpoint_step": step, **asdict(args),
               "model": experiment.config.model, **experiment.config.task,

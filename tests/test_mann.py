@@ -132,7 +132,9 @@ def test_symbol_accuracy_and_the_frequency_rule_on_string_labels():
     episode = SequenceEpisode(torch.zeros(1, 4, 1, 2, 2), labels)
     learner = SequenceLearner(Constant([1.0, 0, 0, 0, 1, 0]), alphabet=3)
     assert learner.evaluate(episode).tolist() == [[0.5, 0.5]]  # A right, B wrong at each instance
-    assert learner.evaluate(episode, symbols=True).tolist() == [[0.75, 0.75]]  # A's 2 symbols of 2, B's 1 of 2
+    whole, by_symbol = learner.evaluate_by_symbol(episode)
+    assert whole.tolist() == [[0.5, 0.5]]
+    assert by_symbol.tolist() == [[0.75, 0.75]]  # A's 2 symbols of 2, B's 1 of 2
     # position 0: symbol 0 at all 4 steps; position 1: symbols 1 and 2 at 2 steps each
     assert frequency_rule_accuracy(labels, alphabet=3).tolist() == [0.75]
     assert frequency_rule_accuracy(torch.tensor([[[0], [1], [2]]]), alphabet=3).tolist() == pytest.approx([1 / 3])
