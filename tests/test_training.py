@@ -2,7 +2,7 @@
 
 import json
 
-from scripts_support import records, run
+from scripts_support import metarl, records, run
 
 TINY_SINUSOID = ["--log-every", "10", "--eval-every", "20", "--checkpoint-every", "20", "--eval-tasks", "10",
                  "--final-eval-tasks", "20", "--meta-batch-size", "5", "--no-progress"]
@@ -41,14 +41,15 @@ def test_resume_refuses_a_changed_configuration_and_a_fresh_run_refuses_an_exist
 def test_metarl_evaluate_reloads_a_run_with_other_shots_and_steps(tmp_path):
     out = tmp_path / "run"
     run("scripts/train_sinusoid.py", "--out", str(out), "--iterations", "20", "--no-plot", *TINY_SINUSOID)
+    # once through a fresh interpreter, as a user runs it; the other calls in this process (scripts_support.metarl)
     result = run("-m", "metarl.cli", "evaluate", "--checkpoint", str(out), "--tasks", "30", "--steps", "2",
                  "--shots", "5", "--json")
     report = json.loads(result.stdout)
     assert report["metric"] == "mse" and report["steps"] == [0, 1, 2] and report["tasks"] == 30
     assert report["shots"] == 5 and report["checkpoint_step"] == 20 and len(report["ci95"]) == 3
-    text = run("-m", "metarl.cli", "evaluate", "--checkpoint", str(out / "checkpoint.pt"), "--tasks", "10")
+    text = metarl("evaluate", "--checkpoint", str(out / "checkpoint.pt"), "--tasks", "10")
     assert "mse after 10 steps" in text.stdout
-    bad = run("-m", "metarl.cli", "evaluate", "--checkpoint", str(tmp_path / "missing"), check=False)
+    bad = metarl("evaluate", "--checkpoint", str(tmp_path / "missing"), check=False)
     assert bad.returncode == 2 and "no checkpoint" in bad.stderr and "Traceback" not in bad.stderr
 
 
