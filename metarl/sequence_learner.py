@@ -96,11 +96,9 @@ class SequenceLearner:
         return self.model(inputs).view(*labels.shape, self.alphabet)
 
     @staticmethod
-    def _correct(logits: Tensor, labels: Tensor, symbols: bool = False) -> Tensor:
-        """``[B, T]``: whether every symbol of the step's label was predicted, or with ``symbols`` the
-        fraction of its symbols that were."""
-        right = logits.argmax(-1) == labels
-        return right.float().mean(-1) if symbols else right.all(-1)
+    def _symbols_right(logits: Tensor, labels: Tensor) -> Tensor:
+        """``[B, T, L]``: whether each symbol of each step's label was predicted."""
+        return logits.argmax(-1) == labels
 
     def meta_train_step(self, episode: SequenceEpisode) -> dict[str, float]:
         """One update on the episodes' cross-entropy (summed over a label's symbols, mean over steps)."""
@@ -111,7 +109,7 @@ class SequenceLearner:
         loss.backward()
         self.optimizer.step()
         with torch.no_grad():
-            correct = self._correct(logits, labels)
+            correct = self._symbols_right(logits, labels).all(-1)
             instances = instance_numbers(labels)
             by_instance = per_instance_accuracy(correct, instances, int(instances.max()) + 1).mean(0)
         return {"loss": loss.item(), "accuracy": correct.float().mean().item(),
@@ -128,11 +126,11 @@ class SequenceLearner:
         pass of the model."""
         with torch.no_grad():
             labels = episode.labels.to(self.device)
-            logits = self.logits(episode)
+            right = self._symbols_right(self.logits(episode), labels)
             instances = instance_numbers(labels)
             count = int(instances.max()) + 1
-            whole, by_symbol = (per_instance_accuracy(self._correct(logits, labels, symbols), instances, count).cpu()
-                                for symbols in (False, True))
+            whole = per_instance_accuracy(right.all(-1), instances, count).cpu()
+            by_symbol = per_instance_accuracy(right.float().mean(-1), instances, count).cpu()
             return whole, by_symbol
 
     def state_dict(self) -> dict[str, Any]:
