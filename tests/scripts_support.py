@@ -1,13 +1,24 @@
-"""Running the training scripts in a subprocess, the metarl command in this process, and reading their metrics."""
+"""Running the training scripts and the metarl command, in a subprocess or in this process, and reading
+their metrics.
+
+A fresh interpreter costs 4-8 s on the 2-core machine (torch, gymnasium, tensorboard and matplotlib
+imports), most of a tiny run. So a test starts one (``run``) where that is what it checks: a user's first
+run of a family's script, Ctrl-C and SIGKILL, worker processes, torchrun, the README examples; the other
+calls run in this process (``script``, ``metarl``): the same entry point, exit code and output, without
+the start-up.
+"""
 
 import io
 import json
 import os
+import runpy
 import subprocess
 import sys
 from contextlib import redirect_stderr, redirect_stdout
 from pathlib import Path
 from unittest import mock
+
+import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -35,6 +46,26 @@ def metarl(*args: str, env: dict | None = None, check: bool = True) -> subproces
     result = subprocess.CompletedProcess(["metarl", *args], code, stdout.getvalue(), stderr.getvalue())
     if check and code != 0:
         raise AssertionError(f"metarl {args} failed:\n{result.stdout}\n{result.stderr}")
+    return result
+
+
+def script(path: str, *args: str, env: dict | None = None, check: bool = True) -> subprocess.CompletedProcess:
+    """``python path *args`` run in this process, as ``__main__`` with its own ``sys.argv``; the exit code and the
+    output that ``run`` would give. The torch thread count, which the RL scripts set, is restored."""
+    stdout, stderr = io.StringIO(), io.StringIO()
+    threads = torch.get_num_threads()
+    with mock.patch.dict(os.environ, env or {}), mock.patch.object(sys, "argv", [path, *args]), \
+            redirect_stdout(stdout), redirect_stderr(stderr):
+        try:
+            runpy.run_path(str(ROOT / path), run_name="__main__")
+            code = 0
+        except SystemExit as exit_:  # run_script always ends with sys.exit
+            code = exit_.code
+        finally:
+            torch.set_num_threads(threads)
+    result = subprocess.CompletedProcess(["python", path, *args], code, stdout.getvalue(), stderr.getvalue())
+    if check and code != 0:
+        raise AssertionError(f"{path} {args} failed:\n{result.stdout}\n{result.stderr}")
     return result
 
 

@@ -1,9 +1,10 @@
 """Bad input gets a one-line error and loses nothing; Ctrl-C, SIGKILL and a failing disk leave a usable run;
 checkpoints and zips cannot run code; nothing touches the network.
 
-Each command-line test runs the real script in a subprocess and checks exit code 2, one
-``<script>: error: ...`` line that names the problem, no traceback, and that the files already there are
-intact (a run folder's checkpoint keeps its bytes; a refused run creates no folder).
+Each command-line test runs the real script (in this process, through ``scripts_support.script``; the
+Ctrl-C, SIGKILL and network tests in a subprocess) and checks exit code 2, one ``<script>: error: ...`` line
+that names the problem, no traceback, and that the files already there are intact (a run folder's checkpoint
+keeps its bytes; a refused run creates no folder).
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from scripts_support import ROOT, records, run
+from scripts_support import ROOT, records, run, script
 from test_training import TINY_SINUSOID
 from tiny_data import tiny_miniimagenet
 
@@ -47,7 +48,7 @@ def refused(result: subprocess.CompletedProcess, script: str, *phrases: str) -> 
 
 
 def sinusoid(out: Path, *args: str) -> subprocess.CompletedProcess:
-    return run(*SINUSOID, "--out", str(out), "--iterations", ITERATIONS, *args, env=ENV, check=False)
+    return script(*SINUSOID, "--out", str(out), "--iterations", ITERATIONS, *args, check=False)
 
 
 @pytest.fixture(scope="module")
@@ -109,14 +110,13 @@ def test_read_only_out_fails_before_training(tmp_path):
 
 
 def image_script(out: Path, data: Path, *args: str) -> subprocess.CompletedProcess:
-    return run("scripts/train_omniglot.py", "--dataset", "miniimagenet", "--data", str(data), "--out", str(out),
-               "--hidden", "4", "--iterations", "2", "--eval-tasks", "2", "--final-eval-tasks", "2", "--no-progress",
-               *args, env={**ENV, "METARL_CACHE": str(out.parent / "cache")}, check=False)
+    return script("scripts/train_omniglot.py", "--dataset", "miniimagenet", "--data", str(data), "--out", str(out),
+                  "--hidden", "4", "--iterations", "2", "--eval-tasks", "2", "--final-eval-tasks", "2", "--no-progress",
+                  *args, env={"METARL_CACHE": str(out.parent / "cache")}, check=False)
 
 
 def test_omniglot_data_folder_that_does_not_exist(tmp_path):
-    result = run("scripts/train_omniglot.py", "--data", "/nonexistent", "--out", str(tmp_path / "run"), env=ENV,
-                 check=False)
+    result = script("scripts/train_omniglot.py", "--data", "/nonexistent", "--out", str(tmp_path / "run"), check=False)
     refused(result, "train_omniglot.py", "Omniglot data folder not found: /nonexistent does not exist",
             "images_background.zip", "METARL_DATA")
     assert not (tmp_path / "run").exists()
@@ -150,8 +150,7 @@ def test_more_ways_or_examples_than_the_data_has(tmp_path, args, phrases):
 
 
 def test_unknown_task_family(tmp_path):
-    result = run("scripts/train_omniglot.py", "--dataset", "imagenet", "--out", str(tmp_path / "run"), env=ENV,
-                 check=False)
+    result = script("scripts/train_omniglot.py", "--dataset", "imagenet", "--out", str(tmp_path / "run"), check=False)
     assert result.returncode == 2 and "Traceback" not in result.stderr  # tyro's own report of a bad choice
     assert "imagenet" in result.stderr and "omniglot" in result.stderr and "miniimagenet" in result.stderr
     with pytest.raises(ValueError, match="unknown task family 'imagenet'; installed families: .*'omniglot'"):
@@ -159,8 +158,8 @@ def test_unknown_task_family(tmp_path):
 
 
 def test_unknown_environment_id(tmp_path):
-    result = run("scripts/train_navigation.py", "--env-id", "envs:metarl/Nope-v0", "--out", str(tmp_path / "run"),
-                 env=ENV, check=False)
+    result = script("scripts/train_navigation.py", "--env-id", "envs:metarl/Nope-v0", "--out", str(tmp_path / "run"),
+                    check=False)
     refused(result, "train_navigation.py", "unknown environment id 'envs:metarl/Nope-v0'",
             "envs:metarl/Navigation2D-v0", "envs:metarl/HalfCheetahVel-v0")
     assert not (tmp_path / "run").exists()

@@ -4,7 +4,7 @@ Matching Networks beat chance clearly, and `metarl evaluate` reloads each at oth
 import json
 
 import pytest
-from scripts_support import metarl, records, run
+from scripts_support import metarl, records, script
 
 SMALL = ["--dataset", "omniglot", "--hidden", "16", "--log-every", "10", "--checkpoint-every", "10",
          "--eval-tasks", "10", "--final-eval-tasks", "40", "--no-progress"]
@@ -21,10 +21,10 @@ RUNS = {
 
 @pytest.mark.parametrize("method", sorted(RUNS))
 def test_short_omniglot_run_beats_chance_and_reloads(method, tmp_path, omniglot_root, omniglot_cache):
-    script, arguments, target = RUNS[method]
+    path, arguments, target = RUNS[method]
     out = tmp_path / method
-    env = {"METARL_CACHE": str(omniglot_cache), "OMP_NUM_THREADS": "1"}
-    run(script, "--out", str(out), "--data", str(omniglot_root), *SMALL, *arguments, env=env)
+    env = {"METARL_CACHE": str(omniglot_cache)}
+    script(path, "--out", str(out), "--data", str(omniglot_root), *SMALL, *arguments, env=env)
     config = json.loads((out / "config.json").read_text())
     assert config["method"] == method and config["task"]["class_split"] == "vinyals"
     evaluation = json.loads((out / "eval.json").read_text())

@@ -5,7 +5,7 @@ from importlib.metadata import entry_points
 from pathlib import Path
 
 import pytest
-from scripts_support import metarl, records, run
+from scripts_support import metarl, records, run, script
 
 TINY = ["--meta-batch-size", "2", "--log-every", "2", "--eval-every", "2", "--checkpoint-every", "2",
         "--eval-tasks", "4", "--final-eval-tasks", "6", "--controller-size", "16", "--memory-slots", "16",
@@ -29,11 +29,11 @@ def test_the_family_is_registered():
 
 def test_script_runs_resumes_exactly_and_metarl_evaluate_reports_instances(tmp_path, omniglot_20px):
     straight, resumed = tmp_path / "straight", tmp_path / "resumed"
-    script, data, env = "scripts/train_mann_omniglot.py", omniglot_20px["args"], omniglot_20px["env"]
-    out = run(script, "--out", str(straight), "--iterations", "6", *data, *TINY, env=env)
+    path, data, env = "scripts/train_mann_omniglot.py", omniglot_20px["args"], omniglot_20px["env"]
+    out = run(path, "--out", str(straight), "--iterations", "6", *data, *TINY, env=env)  # a fresh interpreter
     assert "untrained" in out.stdout and "trained" in out.stdout
-    run(script, "--out", str(resumed), "--iterations", "4", *data, *TINY, env=env)
-    run(script, "--out", str(resumed), "--iterations", "6", "--resume", *data, *TINY, env=env)
+    script(path, "--out", str(resumed), "--iterations", "4", *data, *TINY, env=env)
+    script(path, "--out", str(resumed), "--iterations", "6", "--resume", *data, *TINY, env=env)
     assert records(resumed) == records(straight) and records(straight)[-1]["step"] == 6
     assert "train/accuracy_instance2" in records(straight)[-2] and "eval/accuracy_instance10" in records(straight)[-1]
     evaluation = json.loads((straight / "eval.json").read_text())
@@ -56,8 +56,8 @@ def test_script_runs_resumes_exactly_and_metarl_evaluate_reports_instances(tmp_p
 def test_baselines_and_string_labels_run(tmp_path, omniglot_20px):
     for model, labels in (("lstm", "one_hot"), ("ff", "string")):
         out = tmp_path / model
-        run("scripts/train_mann_omniglot.py", "--out", str(out), "--iterations", "2", "--model", model,
-            "--labels", labels, "--ways", "3", *omniglot_20px["args"], *TINY, env=omniglot_20px["env"])
+        script("scripts/train_mann_omniglot.py", "--out", str(out), "--iterations", "2", "--model", model,
+               "--labels", labels, "--ways", "3", *omniglot_20px["args"], *TINY, env=omniglot_20px["env"])
         evaluation = json.loads((out / "eval.json").read_text())
         assert evaluation["model"] == model and evaluation["labels"] == labels and len(evaluation["mean"]) == 10
     report_file = tmp_path / "symbols.json"
@@ -67,6 +67,6 @@ def test_baselines_and_string_labels_run(tmp_path, omniglot_20px):
     assert report["instances"] == list(range(1, 11)) and report["labels"] == "string" and report["checkpoint_step"] == 2
     assert all(s >= a for s, a in zip(report["symbol_accuracy"], report["label_accuracy"]))
     assert 1 / 3 <= report["frequency_rule_symbol_accuracy"] <= 1  # each position's commonest symbol: 1 class of 3 or more
-    bad = run("scripts/mann_symbol_accuracy.py", str(tmp_path / "ff"), "--episodes", "0", env=omniglot_20px["env"],
-              check=False)
+    bad = script("scripts/mann_symbol_accuracy.py", str(tmp_path / "ff"), "--episodes", "0", env=omniglot_20px["env"],
+                 check=False)
     assert bad.returncode == 2 and "--episodes must be >= 1" in bad.stderr

@@ -4,7 +4,7 @@ import json
 
 import numpy as np
 import pytest
-from scripts_support import metarl, records, run
+from scripts_support import metarl, records, run, script
 
 from metarl.models import GaussianMLPPolicy
 from metarl.rl.experiment import RLConfig, RLExperiment
@@ -60,9 +60,9 @@ def test_evaluation_takes_the_configured_step_sizes(tmp_path, monkeypatch):
 
 def test_navigation_script_resumes_exactly_and_reloads_with_metarl_evaluate(tmp_path):
     straight, resumed = tmp_path / "straight", tmp_path / "resumed"
-    run("scripts/train_navigation.py", "--out", str(straight), "--iterations", "4", *TINY_RL)
-    run("scripts/train_navigation.py", "--out", str(resumed), "--iterations", "2", *TINY_RL)
-    run("scripts/train_navigation.py", "--out", str(resumed), "--iterations", "4", "--resume", *TINY_RL)
+    run("scripts/train_navigation.py", "--out", str(straight), "--iterations", "4", *TINY_RL)  # a fresh interpreter
+    script("scripts/train_navigation.py", "--out", str(resumed), "--iterations", "2", *TINY_RL)
+    script("scripts/train_navigation.py", "--out", str(resumed), "--iterations", "4", "--resume", *TINY_RL)
     assert records(resumed) == records(straight)
     evaluation = json.loads((resumed / "eval.json").read_text())
     assert evaluation["metric"] == "return" and evaluation["steps"] == [0, 1, 2, 3]
@@ -81,10 +81,15 @@ def test_navigation_script_resumes_exactly_and_reloads_with_metarl_evaluate(tmp_
     assert refused.returncode == 2 and "3 adaptation steps but 1 step sizes" in refused.stderr
 
 
-@pytest.mark.parametrize("script", ["halfcheetah_vel", "halfcheetah_dir", "ant_vel", "ant_dir", "ant_goal"])
-def test_mujoco_scripts_run_end_to_end(tmp_path, script):
-    run(f"scripts/train_{script}.py", "--out", str(tmp_path), "--iterations", "1", *TINY_RL,
-        "--episodes-per-task", "2", "--horizon", "5")
+@pytest.mark.parametrize(("name", "vectorization"), [
+    ("halfcheetah_vel", []), ("halfcheetah_dir", []), ("ant_vel", []),
+    # the Ant vector env spawns a worker process per core, each importing torch (tens of seconds on 2 cores): once
+    # is enough here, tests/test_locomotion_vector.py checks its lanes
+    ("ant_dir", ["--vectorization-mode", "sync"]), ("ant_goal", ["--vectorization-mode", "sync"]),
+])
+def test_mujoco_scripts_run_end_to_end(tmp_path, name, vectorization):
+    script(f"scripts/train_{name}.py", "--out", str(tmp_path), "--iterations", "1", *TINY_RL,
+           "--episodes-per-task", "2", "--horizon", "5", *vectorization)
     evaluation = json.loads((tmp_path / "eval.json").read_text())
     assert evaluation["metric"] == "return" and np.isfinite(evaluation["mean"]).all()
 
@@ -108,8 +113,8 @@ def test_workers_give_the_same_run_as_one_process(tmp_path):
     tiny = [*TINY_RL, "--episodes-per-task", "2", "--horizon", "5"]
     # the workers step gymnasium's single environments, so one process does too (its default for HalfCheetah is
     # the mujoco.rollout vector env, equal up to the solver's warm start: tests/test_rollout_vector.py)
-    run("scripts/train_halfcheetah_vel.py", "--out", str(one), "--iterations", "1", "--vectorization-mode", "sync",
-        *tiny)
+    script("scripts/train_halfcheetah_vel.py", "--out", str(one), "--iterations", "1", "--vectorization-mode", "sync",
+           *tiny)
     run("scripts/train_halfcheetah_vel.py", "--out", str(two), "--iterations", "1", "--workers", "2", *tiny)
     assert records(one) == records(two)
     assert json.loads((two / "config.json").read_text())["workers"] == 2

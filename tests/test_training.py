@@ -2,7 +2,7 @@
 
 import json
 
-from scripts_support import metarl, records, run
+from scripts_support import metarl, records, run, script
 
 TINY_SINUSOID = ["--log-every", "10", "--eval-every", "20", "--checkpoint-every", "20", "--eval-tasks", "10",
                  "--final-eval-tasks", "20", "--meta-batch-size", "5", "--no-progress"]
@@ -10,11 +10,12 @@ TINY_SINUSOID = ["--log-every", "10", "--eval-every", "20", "--checkpoint-every"
 
 def test_sinusoid_script_resume_matches_uninterrupted_run(tmp_path):
     straight, resumed = tmp_path / "straight", tmp_path / "resumed"
+    # the uninterrupted run in a fresh interpreter, as a user starts it; the interrupted one in this process
     run("scripts/train_sinusoid.py", "--out", str(straight), "--iterations", "60", "--no-plot", *TINY_SINUSOID)
-    run("scripts/train_sinusoid.py", "--out", str(resumed), "--iterations", "40", "--no-plot", *TINY_SINUSOID)
+    script("scripts/train_sinusoid.py", "--out", str(resumed), "--iterations", "40", "--no-plot", *TINY_SINUSOID)
     first_half = records(resumed)
     assert first_half[-1]["step"] == 40
-    out = run("scripts/train_sinusoid.py", "--out", str(resumed), "--iterations", "60", "--resume", "--plot",
+    out = script("scripts/train_sinusoid.py", "--out", str(resumed), "--iterations", "60", "--resume", "--plot",
               *TINY_SINUSOID)
     assert records(resumed) == records(straight)
     assert records(straight)[-1]["step"] == 60
@@ -29,18 +30,18 @@ def test_sinusoid_script_resume_matches_uninterrupted_run(tmp_path):
 
 def test_resume_refuses_a_changed_configuration_and_a_fresh_run_refuses_an_existing_folder(tmp_path):
     out = tmp_path / "run"
-    run("scripts/train_sinusoid.py", "--out", str(out), "--iterations", "20", "--no-plot", *TINY_SINUSOID)
-    changed = run("scripts/train_sinusoid.py", "--out", str(out), "--iterations", "40", "--resume", "--no-plot",
+    script("scripts/train_sinusoid.py", "--out", str(out), "--iterations", "20", "--no-plot", *TINY_SINUSOID)
+    changed = script("scripts/train_sinusoid.py", "--out", str(out), "--iterations", "40", "--resume", "--no-plot",
                   "--inner-lr", "0.02", *TINY_SINUSOID, check=False)
     assert changed.returncode != 0 and "learner.inner_lr" in changed.stderr
-    again = run("scripts/train_sinusoid.py", "--out", str(out), "--iterations", "20", "--no-plot", *TINY_SINUSOID,
+    again = script("scripts/train_sinusoid.py", "--out", str(out), "--iterations", "20", "--no-plot", *TINY_SINUSOID,
                 check=False)
     assert again.returncode != 0 and "--resume" in again.stderr
 
 
 def test_metarl_evaluate_reloads_a_run_with_other_shots_and_steps(tmp_path):
     out = tmp_path / "run"
-    run("scripts/train_sinusoid.py", "--out", str(out), "--iterations", "20", "--no-plot", *TINY_SINUSOID)
+    script("scripts/train_sinusoid.py", "--out", str(out), "--iterations", "20", "--no-plot", *TINY_SINUSOID)
     # once through a fresh interpreter, as a user runs it; the other calls in this process (scripts_support.metarl)
     result = run("-m", "metarl.cli", "evaluate", "--checkpoint", str(out), "--tasks", "30", "--steps", "2",
                  "--shots", "5", "--json")
