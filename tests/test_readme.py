@@ -1,7 +1,8 @@
 """Every Python example in README.md runs as written.
 
-Each ```python block is saved as a script and run in a fresh interpreter from the repository root, with
-``METARL_DATA`` pointing at the data it needs: the shared Omniglot for the Omniglot examples, a tiny
+Each ```python block is saved as a script and run as ``__main__`` from the repository root (in this process,
+``scripts_support.script``: a fresh interpreter would add 4-8 s of imports to each), with ``METARL_DATA``
+pointing at the data it needs: the shared Omniglot for the Omniglot examples, a tiny
 Mini-ImageNet generated in the official layout for the Mini-ImageNet example. The only edit is to the
 stable-baselines3 example's training length (1,000,000 steps there, one PPO rollout here).
 """
@@ -12,7 +13,7 @@ import re
 from pathlib import Path
 
 import pytest
-from scripts_support import ROOT, run
+from scripts_support import ROOT, script
 from tiny_data import tiny_miniimagenet
 
 README = ROOT / "README.md"
@@ -59,6 +60,6 @@ def example_env(request: pytest.FixtureRequest, tmp_path: Path) -> dict[str, str
 def test_readme_example_runs(code: str, example_env: dict[str, str], tmp_path: Path) -> None:
     for long, short in SHORTENED.items():
         code = code.replace(long, short)
-    script = tmp_path / "example.py"
-    script.write_text(code)
-    run(str(script), env=example_env, timeout=300)  # raises with the example's output when it fails
+    example = tmp_path / "example.py"
+    example.write_text(code)
+    script(str(example), env=example_env)  # raises with the example's output when it fails
