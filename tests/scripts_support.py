@@ -2,10 +2,10 @@
 their metrics.
 
 A fresh interpreter costs 4-8 s on the 2-core machine (torch, gymnasium, tensorboard and matplotlib
-imports), most of a tiny run. So a test starts one (``run``) where that is what it checks: a user's first
-run of a family's script, Ctrl-C and SIGKILL, worker processes, torchrun, the README examples; the other
-calls run in this process (``script``, ``metarl``): the same entry point, exit code and output, without
-the start-up.
+imports), most of a tiny run. So a test starts one (``run``) where that is what it checks: the first run of
+the sinusoid, Omniglot, MANN and Navigation2D scripts, Ctrl-C and SIGKILL, worker processes, torchrun, the
+network guard; the other calls run in this process (``script``, ``metarl``): the same entry point, exit code
+and output, without the start-up. tests/test_packaging.py imports every script in one fresh interpreter.
 """
 
 import io
