@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import os
 from abc import abstractmethod
-from typing import Any
+from typing import Any, ClassVar
 
 import gymnasium as gym
 import mujoco
@@ -74,7 +74,7 @@ class _LocomotionVectorEnv(TaskLanes, VectorEnv):
     :meth:`_reset_info` describe the current states.
     """
 
-    metadata: dict[str, Any] = {"render_modes": [], "autoreset_mode": AutoresetMode.NEXT_STEP}
+    metadata: ClassVar[dict[str, Any]] = {"render_modes": [], "autoreset_mode": AutoresetMode.NEXT_STEP}
 
     def __init__(self, num_envs: int, max_episode_steps: int, env_class: type[_LocomotionTaskEnv],
                  workers: int | None, **env_kwargs: Any) -> None:

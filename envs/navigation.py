@@ -14,7 +14,7 @@ next-step autoreset. The position is kept in float64; observations are float32 l
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 import gymnasium as gym
 import numpy as np
@@ -86,7 +86,7 @@ class Navigation2DEnv(TaskEnv):
     """
 
     family = FAMILY
-    metadata: dict[str, Any] = {"render_modes": []}
+    metadata: ClassVar[dict[str, Any]] = {"render_modes": []}
 
     def __init__(self, goal_range: Sequence[float] = (-0.5, 0.5)) -> None:
         self._goal_range = check_range("goal_range", goal_range)
@@ -128,7 +128,7 @@ class Navigation2DVectorEnv(TaskLanes, VectorEnv):
     :class:`Navigation2DEnv`.
     """
 
-    metadata: dict[str, Any] = {"render_modes": [], "autoreset_mode": AutoresetMode.NEXT_STEP}
+    metadata: ClassVar[dict[str, Any]] = {"render_modes": [], "autoreset_mode": AutoresetMode.NEXT_STEP}
 
     def __init__(
         self, num_envs: int, max_episode_steps: int = MAX_EPISODE_STEPS, goal_range: Sequence[float] = (-0.5, 0.5)

@@ -3,5 +3,5 @@
 from metarl.maml import MAML, MAMLConfig
 from metarl.tasks import Episode, SupervisedTaskDistribution, Task, TaskDistribution
 
-__all__ = ["MAML", "MAMLConfig", "Episode", "SupervisedTaskDistribution", "Task", "TaskDistribution"]
+__all__ = ["MAML", "Episode", "MAMLConfig", "SupervisedTaskDistribution", "Task", "TaskDistribution"]
 __version__ = "0.1.0"

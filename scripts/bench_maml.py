@@ -318,7 +318,7 @@ def check_gradients(
         try:
             with tf32_disabled():
                 stepper.meta_backward(episode)
-        except Exception as error:  # noqa: BLE001
+        except Exception as error:
             if name.startswith("metarl"):
                 raise
             errors[name] = error_string(error)
@@ -408,7 +408,7 @@ def run(args: Args) -> dict[str, Any]:
                     continue
                 try:
                     steppers[name] = make_stepper(name, model, steps, first_order, args, device)
-                except Exception as error:  # noqa: BLE001
+                except Exception as error:
                     if name.startswith("metarl"):
                         raise
                     errors[name] = error_string(error)
@@ -424,7 +424,7 @@ def run(args: Args) -> dict[str, Any]:
                 try:
                     steppers[name].step(episode)
                     return True
-                except Exception as error:  # noqa: BLE001
+                except Exception as error:
                     if name.startswith("metarl"):
                         raise
                     errors[name] = error_string(error)

@@ -78,7 +78,7 @@ def run_step(name: str, argv: list[str], timeout: int) -> dict[str, object]:
     start = time.perf_counter()
     try:
         result = subprocess.run([sys.executable, *argv], capture_output=True, text=True, timeout=timeout,
-                                env={**os.environ, "PYTHONUNBUFFERED": "1"})
+                                env={**os.environ, "PYTHONUNBUFFERED": "1"}, check=False)
         code, output = result.returncode, result.stdout + result.stderr
     except subprocess.TimeoutExpired as expired:
         code = "timeout"

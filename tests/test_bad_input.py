@@ -287,8 +287,8 @@ def last_step(out: Path) -> int:
     return max(steps)
 
 
-AS_IN_A_TERMINAL = ["-c", "import runpy, signal, sys; signal.signal(signal.SIGINT, signal.default_int_handler); "
-                    "sys.argv = sys.argv[1:]; runpy.run_path(sys.argv[0], run_name='__main__')"]
+AS_IN_A_TERMINAL = ["-c", ("import runpy, signal, sys; signal.signal(signal.SIGINT, signal.default_int_handler); "
+                           "sys.argv = sys.argv[1:]; runpy.run_path(sys.argv[0], run_name='__main__')")]
 """Runs a script with Python's own SIGINT handler, as in a terminal, even when the suite runs as a background job
 (which inherits SIGINT ignored: the run would then rightly ignore Ctrl-C). Set in the child rather than through
 ``preexec_fn``, which forks a process that holds threads and may deadlock."""

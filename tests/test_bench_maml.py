@@ -25,7 +25,8 @@ def test_bench_maml_end_to_end(tmp_path):
         "--inner-steps", "1", "--orders", "second", "--out", str(out),
         "--hidden", "16", "--threads", "1",  # small and single-threaded: quick even on a busy machine
     ]
-    done = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=170)
+    done = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=170,
+                          check=False)
     assert done.returncode == 0, f"stdout:\n{done.stdout}\nstderr:\n{done.stderr}"
     assert "gradients agree" in done.stdout
 

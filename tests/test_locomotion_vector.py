@@ -14,8 +14,8 @@ import envs  # noqa: F401  (registers the metarl/* ids)
 from envs.locomotion_vector import (
     AntDirVectorEnv,
     AntGoalVectorEnv,
-    AntWorkersVectorEnv,
     AntVelVectorEnv,
+    AntWorkersVectorEnv,
     HalfCheetahDirVectorEnv,
     HalfCheetahRolloutVectorEnv,
     HalfCheetahVelVectorEnv,

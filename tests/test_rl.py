@@ -29,7 +29,7 @@ def test_conjugate_gradient_matches_a_direct_solve():
 
 def test_line_search_takes_the_longest_step_inside_the_bound():
     # loss falls along the step; KL grows quadratically and exceeds 0.01 beyond fraction 0.5
-    evaluate = lambda p: (float(-p.sum()), float(0.04 * p.sum() ** 2))  # noqa: E731
+    evaluate = lambda p: (float(-p.sum()), float(0.04 * p.sum() ** 2))
     params, result = backtracking_line_search(evaluate, torch.zeros(1), torch.ones(1), old_loss=0.0,
                                               max_kl=0.01, max_steps=10, ratio=0.8)
     assert result.accepted and result.fraction == pytest.approx(0.8**4)  # 0.41: first fraction <= 0.5
@@ -166,7 +166,7 @@ def test_sampler_matches_single_envs_stepped_with_the_same_seeds_and_actions(env
     tasks = probe.unwrapped.sample_tasks(2, np.random.default_rng(0))
     torch.manual_seed(0)
     policy = GaussianMLPPolicy(probe.observation_space.shape[0], probe.action_space.shape[0], hidden=(8,))
-    make = lambda n: gymnasium.make_vec(env_id, num_envs=n, vectorization_mode="sync" if "Ant" in env_id else None)  # noqa: E731
+    make = lambda n: gymnasium.make_vec(env_id, num_envs=n, vectorization_mode="sync" if "Ant" in env_id else None)
     sampler = TrajectorySampler(make, policy, episodes_per_task=2, horizon=30)
     params = {k: v.detach().expand(2, *v.shape) for k, v in parameters_of(policy).items()}
     episodes = sampler.sample(params, tasks, seed=7)

@@ -4,4 +4,4 @@ from metarl.rl.maml_trpo import MAMLTRPO, MAMLTRPOConfig, RLBatch
 from metarl.rl.parallel import ShardedVectorEnv
 from metarl.rl.sampler import Trajectories, TrajectorySampler
 
-__all__ = ["MAMLTRPO", "MAMLTRPOConfig", "RLBatch", "ShardedVectorEnv", "TrajectorySampler", "Trajectories"]
+__all__ = ["MAMLTRPO", "MAMLTRPOConfig", "RLBatch", "ShardedVectorEnv", "Trajectories", "TrajectorySampler"]

@@ -251,7 +251,7 @@ class ShardedVectorEnv(VectorEnv):
         """Ask every live worker to close its environments, then stop it (terminate it after a timeout)."""
         self._pool.close()
 
-    def __enter__(self) -> ShardedVectorEnv:
+    def __enter__(self) -> ShardedVectorEnv:  # noqa: PYI034 - typing.Self needs Python 3.11
         return self
 
     def __exit__(self, *exc_info: object) -> None:
@@ -309,7 +309,7 @@ def _serve(connection: Connection, factory: Callable[..., Served], args: tuple[A
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     try:
         served = factory(*args)
-    except Exception as error:  # reported to the parent, which raises it
+    except Exception as error:  # noqa: BLE001 - reported to the parent, which raises it
         _send_error(connection, error)
         connection.close()
         return
@@ -319,7 +319,7 @@ def _serve(connection: Connection, factory: Callable[..., Served], args: tuple[A
             method, method_args = message
             try:
                 result = getattr(served, method)(*method_args)
-            except Exception as error:  # reported to the parent, which raises it; the worker carries on
+            except Exception as error:  # noqa: BLE001 - reported to the parent, which raises it; the worker carries on
                 _send_error(connection, error)
             else:
                 connection.send(("ok", result))
@@ -334,7 +334,7 @@ def _send_error(connection: Connection, error: Exception) -> None:
     trace = traceback.format_exc()
     try:
         connection.send(("error", (error, trace)))
-    except Exception:  # the exception does not pickle: send its type and message instead
+    except Exception:  # noqa: BLE001 - the exception does not pickle: send its type and message instead
         connection.send(("error", (RuntimeError(f"{type(error).__name__}: {error}"), trace)))
 
 
