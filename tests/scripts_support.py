@@ -14,6 +14,7 @@ import os
 import runpy
 import subprocess
 import sys
+import traceback
 from contextlib import redirect_stderr, redirect_stdout
 from pathlib import Path
 from unittest import mock
@@ -51,7 +52,8 @@ def metarl(*args: str, env: dict | None = None, check: bool = True) -> subproces
 
 def script(path: str, *args: str, env: dict | None = None, check: bool = True) -> subprocess.CompletedProcess:
     """``python path *args`` run in this process, as ``__main__`` with its own ``sys.argv``; the exit code and the
-    output that ``run`` would give. The torch thread count, which the RL scripts set, is restored."""
+    output that ``run`` would give (an uncaught exception: 1 and its traceback). The torch thread count, which
+    the RL scripts set, is restored."""
     stdout, stderr = io.StringIO(), io.StringIO()
     threads = torch.get_num_threads()
     with mock.patch.dict(os.environ, env or {}), mock.patch.object(sys, "argv", [path, *args]), \
@@ -59,8 +61,13 @@ def script(path: str, *args: str, env: dict | None = None, check: bool = True) -
         try:
             runpy.run_path(str(ROOT / path), run_name="__main__")
             code = 0
-        except SystemExit as exit_:  # run_script always ends with sys.exit
-            code = exit_.code
+        except SystemExit as exit_:  # run_script always ends with sys.exit; None and a message as Python treats them
+            code = exit_.code if isinstance(exit_.code, int) else 0 if exit_.code is None else 1
+            if not isinstance(exit_.code, (int, type(None))):
+                print(exit_.code, file=sys.stderr)
+        except Exception:  # noqa: BLE001 - a bug in the script: exit code 1 and the traceback, as Python gives them
+            traceback.print_exc()
+            code = 1
         finally:
             torch.set_num_threads(threads)
     result = subprocess.CompletedProcess(["python", path, *args], code, stdout.getvalue(), stderr.getvalue())
