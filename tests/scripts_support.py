@@ -15,6 +15,7 @@ import runpy
 import subprocess
 import sys
 import traceback
+from collections.abc import Callable
 from contextlib import redirect_stderr, redirect_stdout
 from pathlib import Path
 from unittest import mock
@@ -38,41 +39,43 @@ def metarl(*args: str, env: dict | None = None, check: bool = True) -> subproces
     as ``run("-m", "metarl.cli", ...)`` without an interpreter start-up (3-4 s each on the 2-core machine)."""
     from metarl import cli
 
-    stdout, stderr = io.StringIO(), io.StringIO()
-    with mock.patch.dict(os.environ, env or {}), redirect_stdout(stdout), redirect_stderr(stderr):
-        try:
-            code = cli.main(list(args))
-        except SystemExit as exit_:  # argparse's own refusals
-            code = exit_.code
-    result = subprocess.CompletedProcess(["metarl", *args], code, stdout.getvalue(), stderr.getvalue())
-    if check and code != 0:
-        raise AssertionError(f"metarl {args} failed:\n{result.stdout}\n{result.stderr}")
-    return result
+    return _in_process(["metarl", *args], lambda: cli.main(list(args)), env, check)
 
 
 def script(path: str, *args: str, env: dict | None = None, check: bool = True) -> subprocess.CompletedProcess:
-    """``python path *args`` run in this process, as ``__main__`` with its own ``sys.argv``; the exit code and the
-    output that ``run`` would give (an uncaught exception: 1 and its traceback). The torch thread count, which
-    the RL scripts set, is restored."""
+    """``python path *args`` run in this process, as ``__main__`` with its own ``sys.argv``: the exit code and
+    output that ``run`` would give."""
+
+    def main() -> None:
+        with mock.patch.object(sys, "argv", [path, *args]):
+            runpy.run_path(str(ROOT / path), run_name="__main__")
+
+    return _in_process(["python", path, *args], main, env, check)
+
+
+def _in_process(command: list[str], main: Callable[[], int | None], env: dict | None,
+                check: bool) -> subprocess.CompletedProcess:
+    """``main()`` with ``env`` added to the environment, as the process ``command`` would end: the exit code it
+    returns or exits with (``sys.exit(None)`` 0, ``sys.exit(message)`` 1 with the message), 1 and the traceback
+    for an uncaught exception; stdout and stderr captured. The torch thread count, which the RL runs set, is
+    restored. Raises with the output when the code is not 0 and ``check``."""
     stdout, stderr = io.StringIO(), io.StringIO()
     threads = torch.get_num_threads()
-    with mock.patch.dict(os.environ, env or {}), mock.patch.object(sys, "argv", [path, *args]), \
-            redirect_stdout(stdout), redirect_stderr(stderr):
+    with mock.patch.dict(os.environ, env or {}), redirect_stdout(stdout), redirect_stderr(stderr):
         try:
-            runpy.run_path(str(ROOT / path), run_name="__main__")
-            code = 0
-        except SystemExit as exit_:  # run_script always ends with sys.exit; None and a message as Python treats them
+            code = main() or 0
+        except SystemExit as exit_:  # run_script and argparse end with sys.exit
             code = exit_.code if isinstance(exit_.code, int) else 0 if exit_.code is None else 1
             if not isinstance(exit_.code, (int, type(None))):
                 print(exit_.code, file=sys.stderr)
-        except Exception:  # noqa: BLE001 - a bug in the script: exit code 1 and the traceback, as Python gives them
+        except Exception:  # noqa: BLE001 - a bug: exit code 1 and the traceback, as Python gives them
             traceback.print_exc()
             code = 1
         finally:
             torch.set_num_threads(threads)
-    result = subprocess.CompletedProcess(["python", path, *args], code, stdout.getvalue(), stderr.getvalue())
+    result = subprocess.CompletedProcess(command, code, stdout.getvalue(), stderr.getvalue())
     if check and code != 0:
-        raise AssertionError(f"{path} {args} failed:\n{result.stdout}\n{result.stderr}")
+        raise AssertionError(f"{' '.join(command)} failed:\n{result.stdout}\n{result.stderr}")
     return result
 
 
