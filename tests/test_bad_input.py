@@ -111,12 +111,13 @@ def test_read_only_out_fails_before_training(tmp_path):
 
 def image_script(out: Path, data: Path, *args: str) -> subprocess.CompletedProcess:
     return script("scripts/train_omniglot.py", "--dataset", "miniimagenet", "--data", str(data), "--out", str(out),
-                  "--hidden", "4", "--iterations", "2", "--eval-tasks", "2", "--final-eval-tasks", "2", "--no-progress",
-                  *args, env={"METARL_CACHE": str(out.parent / "cache")}, check=False)
+                  "--hidden", "4", "--iterations", "2", "--eval-tasks", "2", "--final-eval-tasks", "2",
+                  "--no-progress", *args, env={"METARL_CACHE": str(out.parent / "cache")}, check=False)
 
 
 def test_omniglot_data_folder_that_does_not_exist(tmp_path):
-    result = script("scripts/train_omniglot.py", "--data", "/nonexistent", "--out", str(tmp_path / "run"), check=False)
+    result = script("scripts/train_omniglot.py", "--data", "/nonexistent", "--out", str(tmp_path / "run"),
+                    check=False)
     refused(result, "train_omniglot.py", "Omniglot data folder not found: /nonexistent does not exist",
             "images_background.zip", "METARL_DATA")
     assert not (tmp_path / "run").exists()

@@ -14,7 +14,8 @@ def test_packages_and_every_script_import_from_any_directory(tmp_path):
     scripts = sorted(str(path) for path in (ROOT / "scripts").glob("*.py"))
     code = ("import runpy, sys, metarl, envs, supervised, supervised.omniglot; "
             "[runpy.run_path(path, run_name='imported') for path in sys.argv[1:]]; print(metarl.__version__)")
-    result = subprocess.run([sys.executable, "-c", code, *scripts], cwd=tmp_path, capture_output=True, text=True, check=False)
+    result = subprocess.run([sys.executable, "-c", code, *scripts], cwd=tmp_path, capture_output=True, text=True,
+                            check=False)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "0.1.0" and len(scripts) >= 17
 
