@@ -197,7 +197,41 @@ class _AntTaskEnv(_LocomotionTaskEnv, AntEnv):
         return task_reward - ctrl_cost - contact_cost + ANT_SURVIVE_REWARD, info
 
 
-class HalfCheetahVelEnv(_HalfCheetahTaskEnv):
+class _VelocityTasks:
+    """Tasks ``{"velocity": g}`` with g ~ U[``_velocity_range``], which the subclass sets before the robot's
+    ``__init__``; the task vector is ``[g]``."""
+
+    family: str
+    _velocity_range: tuple[float, float]
+
+    def sample_tasks(self, n: int, rng: np.random.Generator) -> list[Task]:
+        return uniform_number_tasks(self.family, "velocity", n, rng, self._velocity_range)
+
+    def _apply_task(self, task: Task) -> None:
+        check_keys(task, ("velocity",))
+        self._goal_velocity = number_in_range(task, "velocity", *self._velocity_range)
+
+    def task_vector(self) -> np.ndarray:
+        return np.array([self._goal_velocity])
+
+
+class _DirectionTasks:
+    """Tasks ``{"direction": d}`` with d = -1 or +1 with equal odds; the task vector is ``[d]``."""
+
+    family: str
+
+    def sample_tasks(self, n: int, rng: np.random.Generator) -> list[Task]:
+        return sign_tasks(self.family, "direction", n, rng)
+
+    def _apply_task(self, task: Task) -> None:
+        check_keys(task, ("direction",))
+        self._direction = sign(task, "direction")
+
+    def task_vector(self) -> np.ndarray:
+        return np.array([float(self._direction)])
+
+
+class HalfCheetahVelEnv(_VelocityTasks, _HalfCheetahTaskEnv):
     """Run forward at a target velocity; ``Task("halfcheetah-vel", {"velocity": g})``, g ~ U[velocity_range].
 
     Observation 17 values, action ``Box(-1, 1, (6,))``, dt = ``frame_skip`` x 0.01 s (default 0.01 s, rllab's).
@@ -217,22 +251,12 @@ class HalfCheetahVelEnv(_HalfCheetahTaskEnv):
         super().__init__(ctrl_cost_weight, frame_skip, **kwargs)
         EzPickle.__init__(self, velocity_range, ctrl_cost_weight, frame_skip, **kwargs)
 
-    def sample_tasks(self, n: int, rng: np.random.Generator) -> list[Task]:
-        return uniform_number_tasks(self.family, "velocity", n, rng, self._velocity_range)
-
-    def _apply_task(self, task: Task) -> None:
-        check_keys(task, ("velocity",))
-        self._goal_velocity = number_in_range(task, "velocity", *self._velocity_range)
-
-    def task_vector(self) -> np.ndarray:
-        return np.array([self._goal_velocity])
-
     @staticmethod
     def forward_rewards(x_velocity: np.ndarray, task_vectors: np.ndarray) -> np.ndarray:
         return -np.abs(x_velocity - task_vectors[..., 0])
 
 
-class HalfCheetahDirEnv(_HalfCheetahTaskEnv):
+class HalfCheetahDirEnv(_DirectionTasks, _HalfCheetahTaskEnv):
     """Run forward or backward; ``Task("halfcheetah-dir", {"direction": d})``, d = -1 or +1 with equal odds.
 
     Observation 17 values, action ``Box(-1, 1, (6,))``, dt = ``frame_skip`` x 0.01 s (default 0.01 s, rllab's).
@@ -246,22 +270,12 @@ class HalfCheetahDirEnv(_HalfCheetahTaskEnv):
         super().__init__(ctrl_cost_weight, frame_skip, **kwargs)
         EzPickle.__init__(self, ctrl_cost_weight, frame_skip, **kwargs)
 
-    def sample_tasks(self, n: int, rng: np.random.Generator) -> list[Task]:
-        return sign_tasks(self.family, "direction", n, rng)
-
-    def _apply_task(self, task: Task) -> None:
-        check_keys(task, ("direction",))
-        self._direction = sign(task, "direction")
-
-    def task_vector(self) -> np.ndarray:
-        return np.array([float(self._direction)])
-
     @staticmethod
     def forward_rewards(x_velocity: np.ndarray, task_vectors: np.ndarray) -> np.ndarray:
         return task_vectors[..., 0] * x_velocity
 
 
-class AntVelEnv(_AntTaskEnv):
+class AntVelEnv(_VelocityTasks, _AntTaskEnv):
     """Walk forward at a target velocity; ``Task("ant-vel", {"velocity": g})``, g ~ U[velocity_range].
 
     Observation 105 values, action ``Box(-1, 1, (8,))``, dt = ``frame_skip`` x 0.01 s (default 0.02 s, rllab's).
@@ -282,22 +296,12 @@ class AntVelEnv(_AntTaskEnv):
         super().__init__(ctrl_cost_weight, contact_cost_weight, frame_skip, **kwargs)
         EzPickle.__init__(self, velocity_range, ctrl_cost_weight, contact_cost_weight, frame_skip, **kwargs)
 
-    def sample_tasks(self, n: int, rng: np.random.Generator) -> list[Task]:
-        return uniform_number_tasks(self.family, "velocity", n, rng, self._velocity_range)
-
-    def _apply_task(self, task: Task) -> None:
-        check_keys(task, ("velocity",))
-        self._goal_velocity = number_in_range(task, "velocity", *self._velocity_range)
-
-    def task_vector(self) -> np.ndarray:
-        return np.array([self._goal_velocity])
-
     @staticmethod
     def task_rewards(x_velocity: np.ndarray, xy: np.ndarray, task_vectors: np.ndarray) -> np.ndarray:
         return -np.abs(x_velocity - task_vectors[..., 0]) + 1.0
 
 
-class AntDirEnv(_AntTaskEnv):
+class AntDirEnv(_DirectionTasks, _AntTaskEnv):
     """Walk forward or backward; ``Task("ant-dir", {"direction": d})``, d = -1 or +1 with equal odds.
 
     Observation 105 values, action ``Box(-1, 1, (8,))``, dt = ``frame_skip`` x 0.01 s (default 0.02 s, rllab's).
@@ -314,16 +318,6 @@ class AntDirEnv(_AntTaskEnv):
     ) -> None:
         super().__init__(ctrl_cost_weight, contact_cost_weight, frame_skip, **kwargs)
         EzPickle.__init__(self, ctrl_cost_weight, contact_cost_weight, frame_skip, **kwargs)
-
-    def sample_tasks(self, n: int, rng: np.random.Generator) -> list[Task]:
-        return sign_tasks(self.family, "direction", n, rng)
-
-    def _apply_task(self, task: Task) -> None:
-        check_keys(task, ("direction",))
-        self._direction = sign(task, "direction")
-
-    def task_vector(self) -> np.ndarray:
-        return np.array([float(self._direction)])
 
     @staticmethod
     def task_rewards(x_velocity: np.ndarray, xy: np.ndarray, task_vectors: np.ndarray) -> np.ndarray:
