@@ -1,4 +1,6 @@
-"""Where the image loaders cache decoded data sets, and how a cache file is written.
+"""Where the image loaders find their data and cache decoded data sets, and how a cache file is written.
+
+A data set's folder defaults to ``$METARL_DATA/<name>`` (:func:`data_root`).
 
 Decoding thousands of images takes seconds to minutes, so the loaders (Omniglot, Mini-ImageNet) keep
 the decoded ``uint8`` arrays as an ``.npz`` in a cache folder: ``cache_dir`` when given, else
@@ -13,7 +15,19 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["cache_folder", "save_npz_atomic"]
+__all__ = ["cache_folder", "data_root", "save_npz_atomic"]
+
+
+def data_root(folder: str, title: str, contents: str) -> Path:
+    """``$METARL_DATA/<folder>``; FileNotFoundError naming ``title`` and what the folder holds (``contents``)
+    when ``METARL_DATA`` is not set."""
+    data = os.environ.get("METARL_DATA")
+    if not data:
+        raise FileNotFoundError(
+            f"no {title} root given and METARL_DATA is not set: set METARL_DATA to the folder that "
+            f"contains {folder}/ (with {contents}), or pass root="
+        )
+    return Path(data).expanduser() / folder
 
 
 def cache_folder(cache_dir: str | Path | None, root: Path) -> Path:

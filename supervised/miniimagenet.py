@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from supervised.cache import cache_folder, save_npz_atomic
+from supervised.cache import cache_folder, data_root, save_npz_atomic
 from supervised.episodes import FewShotClassification
 
 __all__ = ["PARTS", "decode_image", "default_root", "load_miniimagenet", "make_miniimagenet"]
@@ -55,13 +55,7 @@ _GET_DATA = (
 
 def default_root() -> Path:
     """``$METARL_DATA/miniimagenet``; raises FileNotFoundError when ``METARL_DATA`` is not set."""
-    data = os.environ.get("METARL_DATA")
-    if not data:
-        raise FileNotFoundError(
-            "no Mini-ImageNet root given and METARL_DATA is not set: set METARL_DATA to the folder that "
-            "contains miniimagenet/ (with train.csv, val.csv, test.csv and images/), or pass root="
-        )
-    return Path(data).expanduser() / "miniimagenet"
+    return data_root("miniimagenet", "Mini-ImageNet", "train.csv, val.csv, test.csv and images/")
 
 
 def _check_part(part: str) -> None:

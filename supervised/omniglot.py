@@ -39,7 +39,7 @@ from pathlib import Path, PurePosixPath
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from supervised.cache import cache_folder, save_npz_atomic
+from supervised.cache import cache_folder, data_root, save_npz_atomic
 from supervised.episodes import FewShotClassification
 from supervised.sequences import Augmentation, ClassSequences
 
@@ -105,13 +105,7 @@ class OmniglotData:
 
 def default_root() -> Path:
     """``$METARL_DATA/omniglot``; raises FileNotFoundError when ``METARL_DATA`` is not set."""
-    data = os.environ.get("METARL_DATA")
-    if not data:
-        raise FileNotFoundError(
-            "no Omniglot root given and METARL_DATA is not set: set METARL_DATA to the folder that "
-            "contains omniglot/ (with images_background.zip and images_evaluation.zip), or pass root="
-        )
-    return Path(data).expanduser() / "omniglot"
+    return data_root("omniglot", "Omniglot", "images_background.zip and images_evaluation.zip")
 
 
 def _resolve_root(root: str | Path | None) -> Path:
