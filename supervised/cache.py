@@ -1,6 +1,6 @@
 """Where the image loaders find their data and cache decoded data sets, and how a cache file is written.
 
-A data set's folder defaults to ``$METARL_DATA/<name>`` (:func:`data_root`).
+A data set's folder defaults to ``$METARL_DATA/<folder>`` (:func:`data_root`).
 
 Decoding thousands of images takes seconds to minutes, so the loaders (Omniglot, Mini-ImageNet) keep
 the decoded ``uint8`` arrays as an ``.npz`` in a cache folder: ``cache_dir`` when given, else
