@@ -65,9 +65,13 @@ def _in_process(command: list[str], main: Callable[[], int | None], env: dict | 
         try:
             code = main() or 0
         except SystemExit as exit_:  # run_script and argparse end with sys.exit
-            code = exit_.code if isinstance(exit_.code, int) else 0 if exit_.code is None else 1
-            if not isinstance(exit_.code, (int, type(None))):
+            if exit_.code is None:
+                code = 0
+            elif isinstance(exit_.code, int):
+                code = exit_.code
+            else:  # a message: Python prints it and exits with 1
                 print(exit_.code, file=sys.stderr)
+                code = 1
         except Exception:  # noqa: BLE001 - a bug: exit code 1 and the traceback, as Python gives them
             traceback.print_exc()
             code = 1
