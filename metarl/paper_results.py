@@ -82,7 +82,7 @@ def run_key(config: dict[str, Any]) -> dict[str, Any]:
     """
     if "env_id" in config:
         name = config["env_id"].split(":")[-1].split("/")[-1]
-        return {"task": name.rsplit("-v", 1)[0], "method": "maml_trpo"}
+        return {"task": name.rsplit("-v", 1)[0], "method": "oracle" if config.get("oracle") else "maml_trpo"}
     if config.get("model") in SEQUENCE_MODELS:
         method = config["model"]
     elif "method" in config:

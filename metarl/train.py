@@ -132,6 +132,8 @@ class Trainer:
     fixed seed, so successive evaluations are comparable and resuming does not change them.
     ``figures``, when given, is called after each evaluation with the step and its result and returns
     ``{tag: matplotlib figure}``, logged as TensorBoard images (keep it cheap: it runs at every evaluation).
+    ``read_config``, when given, brings a saved ``config.json`` to the current form (settings added to metarl
+    since the run began, at the values that reproduce it) before ``--resume`` compares it with ``run_config``.
     """
 
     def __init__(
@@ -142,9 +144,10 @@ class Trainer:
         train: TrainConfig,
         run_config: dict[str, Any],
         figures: Callable[[int, EvalResult], dict[str, Figure]] | None = None,
+        read_config: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
     ) -> None:
         self.learner, self.sample_batch, self.evaluate, self.figures = learner, sample_batch, evaluate, figures
-        self.train, self.run_config = train, run_config
+        self.train, self.run_config, self.read_config = train, run_config, read_config
         self.out = Path(train.out)
         self.checkpoint_path = self.out / "checkpoint.pt"
         if distributed.is_main():
@@ -157,7 +160,9 @@ class Trainer:
                 raise FileNotFoundError(f"--resume: no checkpoint at {self.checkpoint_path}; drop --resume to start "
                                         "a new run")
             old = json.loads(config_path.read_text())
-            new = json.loads(json.dumps(self.run_config))  # as saved: tuples become lists
+            if self.read_config is not None:
+                old = self.read_config(old)
+            old, new = (json.loads(json.dumps(c)) for c in (old, self.run_config))  # as saved: tuples become lists
             changed = [k for k in config_differences(old, new)
                        if k.removeprefix("train.") not in RESUMABLE_CHANGES]
             if changed:

@@ -10,7 +10,8 @@ action bounds, as metarl's policies do.
 
 This is a per-task expert. MAML's paper (Finn et al. 2017, section 5.3) calls "oracle" one policy that
 receives the task parameters as input (cbfinn/maml_rl ``*_oracle.py`` environments append the goal to
-the observation), trained with TRPO over the distribution; the two are not the same baseline.
+the observation), trained with TRPO over the distribution: ``--oracle --inner-steps 0`` of the MAML-TRPO
+scripts. The two are not the same baseline.
 
     PYTHONPATH=. python scripts/train_oracle.py --env-id envs:metarl/HalfCheetahVel-v0 --tasks 40 --out runs/oracle_hcv.json
 

@@ -9,11 +9,12 @@ import torch
 
 from metarl.functional import parameters_of
 from metarl.models import GaussianMLPPolicy
-from metarl.rl import MAMLTRPO, MAMLTRPOConfig, RLBatch, TrajectorySampler
+from metarl.rl import MAMLTRPO, MAMLTRPOConfig, RLBatch, TaskInObservation, TrajectorySampler, task_features
 from metarl.rl.gaussian import kl_divergence, log_prob
 from metarl.rl.returns import discounted_returns, gae, linear_baseline, normalize
 from metarl.rl.sampler import action_affine, policy_per_task
 from metarl.rl.trpo import backtracking_line_search, conjugate_gradient
+from metarl.tasks import Task
 
 NAVIGATION = "envs:metarl/Navigation2D-v0"
 
@@ -217,3 +218,32 @@ def test_policy_actions_in_minus_one_one_are_mapped_onto_the_action_bounds():
     assert scale.tolist() == [1.0, 1.0] and center.tolist() == [0.0, 0.0]
     with pytest.raises(ValueError, match="Box"):
         action_affine(gymnasium.spaces.Discrete(3), torch.float64, cpu)
+
+
+@pytest.mark.parametrize("mode", [None, "sync"])
+def test_task_in_observation_appends_each_lanes_task_parameters(mode):
+    vector = gymnasium.make_vec(NAVIGATION, num_envs=3, vectorization_mode=mode)
+    env = TaskInObservation(gymnasium.make_vec(NAVIGATION, num_envs=3, vectorization_mode=mode))
+    assert env.single_observation_space.shape == (4,) and env.observation_space.shape == (3, 4)
+    tasks = gymnasium.make(NAVIGATION).unwrapped.sample_tasks(3, np.random.default_rng(0))
+    goals = np.array([task["goal"] for task in tasks], dtype=np.float32)
+    for lanes in (vector, env):
+        lanes.set_attr("task", tasks)
+    plain, _ = vector.reset(seed=3)
+    seen, _ = env.reset(seed=3)
+    np.testing.assert_array_equal(seen, np.concatenate([plain, goals], axis=1))
+    actions = np.full((3, 2), 0.05, dtype=np.float32)
+    plain, seen = vector.step(actions)[0], env.step(actions)[0]
+    np.testing.assert_array_equal(seen, np.concatenate([plain, goals], axis=1))
+    other = Task("navigation2d", {"goal": [0.25, -0.5]})
+    seen, _ = env.reset(seed=3, options={"task": other})  # a task set at reset is shown too
+    np.testing.assert_array_equal(seen[:, 2:], np.tile([0.25, -0.5], (3, 1)).astype(np.float32))
+
+
+def test_task_features_flatten_numeric_parameters_in_name_order_and_refuse_others():
+    task = Task("ant-goal", {"goal": [1.5, -2.0], "bias": 3})
+    np.testing.assert_array_equal(task_features(task), [3.0, 1.5, -2.0])
+    with pytest.raises(ValueError, match="numeric"):
+        task_features(Task("mine", {"terrain": "ice"}))
+    with pytest.raises(ValueError, match="no parameters"):
+        task_features(Task("mine"))

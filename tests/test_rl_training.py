@@ -4,11 +4,14 @@ import json
 
 import numpy as np
 import pytest
+import torch
 from scripts_support import metarl, records, run, script
 
+from metarl.functional import parameters_of
 from metarl.models import GaussianMLPPolicy
 from metarl.rl.experiment import RLConfig, RLExperiment
 from metarl.rl.maml_trpo import MAMLTRPOConfig
+from metarl.rl.sampler import stack_params
 from metarl.train import TrainConfig
 
 TINY_RL = ["--meta-batch-size", "3", "--episodes-per-task", "4", "--horizon", "20", "--hidden", "16", "16",
@@ -118,3 +121,27 @@ def test_workers_give_the_same_run_as_one_process(tmp_path):
     run("scripts/train_halfcheetah_vel.py", "--out", str(two), "--iterations", "1", "--workers", "2", *tiny)
     assert records(one) == records(two)
     assert json.loads((two / "config.json").read_text())["workers"] == 2
+
+
+def test_oracle_policy_is_shown_its_goal_and_runs_from_before_the_option_still_resume(tmp_path):
+    config = RLConfig(env_id="envs:metarl/Navigation2D-v0", horizon=3, oracle=True,
+                      maml=MAMLTRPOConfig(inner_steps=0, hidden=(4,), episodes_per_task=2),
+                      train=TrainConfig(out=str(tmp_path / "oracle"), meta_batch_size=2, progress=False))
+    experiment = RLExperiment(config)
+    policy = experiment.learner.policy
+    assert policy.mean[0].in_features == 4  # position and goal
+    batch = experiment.sample_batch(np.random.default_rng(0))
+    episodes = experiment.learner.sampler.sample(stack_params(parameters_of(policy), 2), batch.tasks, seed=0)
+    goals = torch.tensor([task["goal"] for task in batch.tasks], dtype=torch.float32)
+    torch.testing.assert_close(episodes.observations[..., 2:], goals[:, None, None].expand(2, 3, 2, 2))
+
+    old = tmp_path / "old"
+    script("scripts/train_navigation.py", "--out", str(old), "--iterations", "1", *TINY_RL)
+    saved = json.loads((old / "config.json").read_text())
+    assert saved.pop("oracle") is False
+    (old / "config.json").write_text(json.dumps(saved))  # as a run begun before the option existed saved it
+    refused = script("scripts/train_navigation.py", "--out", str(old), "--iterations", "2", "--resume", "--oracle",
+                     *TINY_RL, check=False)
+    assert refused.returncode != 0 and "oracle differ" in refused.stderr
+    script("scripts/train_navigation.py", "--out", str(old), "--iterations", "2", "--resume", *TINY_RL)
+    assert json.loads((old / "metrics.jsonl").read_text().splitlines()[-1])["step"] == 2

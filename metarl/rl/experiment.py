@@ -26,6 +26,7 @@ from metarl.rl.maml_trpo import MAMLTRPO, MAMLTRPOConfig, RLBatch
 from metarl.rl.parallel import ShardedVectorEnv
 from metarl.rl.rollouts import trajectory_stages
 from metarl.rl.sampler import TrajectorySampler
+from metarl.rl.task_observation import TaskInObservation, task_features
 from metarl.script import run_script
 from metarl.tasks import TaskDistribution
 from metarl.train import TrainConfig, Trainer, reload_run, resolve_device, train_and_evaluate
@@ -49,6 +50,9 @@ class RLConfig:
     workers: int = 1
     """Processes that step the lanes (metarl.rl.ShardedVectorEnv, each with gymnasium's SyncVectorEnv) when > 1;
     the MuJoCo tasks' own vector classes (the default, on all cores) are faster."""
+    oracle: bool = False
+    """Show the policy each task's parameters, appended to every observation (metarl.rl.TaskInObservation). With
+    ``--inner-steps 0`` this is the paper's oracle baseline: one policy told the task, trained on all tasks."""
 
     def __post_init__(self) -> None:
         if self.workers < 1:
@@ -63,7 +67,7 @@ class RLConfig:
     def from_json(cls, data: dict[str, Any]) -> RLConfig:
         return cls(env_id=data["env_id"], horizon=data["horizon"], maml=MAMLTRPOConfig(**data["maml"]),
                    train=TrainConfig(**data["train"]), vectorization_mode=data["vectorization_mode"],
-                   workers=data["workers"])
+                   workers=data["workers"], oracle=data.get("oracle", False))  # runs from before the option
 
 
 def _make_env(env_id: str) -> gymnasium.Env:
@@ -95,6 +99,8 @@ class RLExperiment:
         if not isinstance(self.tasks, TaskDistribution):
             raise ValueError(f"{config.env_id} is not a task distribution: its env has no sample_tasks(n, rng)")
         observation_size, action_size = probe.observation_space.shape[0], probe.action_space.shape[0]
+        if config.oracle:
+            observation_size += task_features(self.tasks.get_task()).size
         probe.close()
         torch.manual_seed(config.train.seed)
         policy = GaussianMLPPolicy(observation_size, action_size, config.maml.hidden, activation=config.maml.activation)
@@ -104,9 +110,11 @@ class RLExperiment:
 
     def _make_vector_env(self, lanes: int) -> gymnasium.vector.VectorEnv:
         if self.config.workers > 1:
-            return ShardedVectorEnv(self.config.env_id, lanes, workers=self.config.workers)
-        return gymnasium.make_vec(self.config.env_id, num_envs=lanes,
-                                  vectorization_mode=self.config.vectorization_mode)
+            env = ShardedVectorEnv(self.config.env_id, lanes, workers=self.config.workers)
+        else:
+            env = gymnasium.make_vec(self.config.env_id, num_envs=lanes,
+                                     vectorization_mode=self.config.vectorization_mode)
+        return TaskInObservation(env) if self.config.oracle else env
 
     def sample_batch(self, rng: np.random.Generator) -> RLBatch:
         return RLBatch(self.tasks.sample_tasks(self.config.train.meta_batch_size, rng), int(rng.integers(2**31)))
@@ -148,7 +156,8 @@ class RLExperiment:
     def trainer(self) -> Trainer:
         return Trainer(self.learner, sample_batch=self.sample_batch,
                        evaluate=lambda tasks: self.evaluate(tasks, seed=self.config.train.seed + 1),
-                       train=self.config.train, run_config=self.config.to_json(), figures=self._figures())
+                       train=self.config.train, run_config=self.config.to_json(), figures=self._figures(),
+                       read_config=lambda saved: RLConfig.from_json(saved).to_json())
 
 
 def run_maml_trpo(config: RLConfig) -> tuple[RLExperiment, EvalResult | None, EvalResult]:
