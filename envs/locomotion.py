@@ -12,21 +12,25 @@ and ``info`` stay those of v5, with the task reward terms and ``info["task"]`` a
 | ``metarl/AntDir-v0`` | direction d in {-1, +1} | ``d v_x - 0.005 |a|^2 - contact + 0.05`` |
 | ``metarl/AntGoal-v0`` | goal position p ~ U[-3, 3]^2 | ``-|xy - p|_1 + 4 - 0.005 |a|^2 - contact + 0.05`` |
 
-with ``contact = 0.0005 |clip(cfrc_ext, -1, 1)|^2``; episodes last 200 steps; an Ant episode terminates
-when the torso height leaves [0.2, 1.0] (v5's ``healthy_z_range``). One step lasts rllab's time step by
-default: dt = 0.01 s for HalfCheetah (``frame_skip=1``) and 0.02 s for Ant (``frame_skip=2``), so a
-200-step episode covers 2 s and 4 s of simulated time as in MAML; ``frame_skip=5`` gives v5's dt = 0.05 s. The control cost is computed on the
-action clipped to the action space, the torque MuJoCo applies (rllab's ``normalize`` wrapper, used by
-MAML, clipped actions before the environment saw them).
+with ``contact = 0.0005 |clip(cfrc_ext, -1, 1)|^2``. ``metarl/Ant{Vel,Dir,Goal}-v1`` are the same tasks with
+``dynamics="rllab"``: gymnasium's Ant model given the start pose, time step and contact impedance of
+rllab's ``ant.xml`` (:func:`use_rllab_ant_dynamics`), which the paper's Ant ran with. Episodes last 200
+steps; an Ant episode terminates when the torso height leaves [0.2, 1.0] (v5's ``healthy_z_range``). One
+step lasts rllab's time step by default: dt = 0.01 s for HalfCheetah (``frame_skip=1``) and 0.02 s for Ant
+(v0: ``frame_skip=2`` of 0.01 s; v1: ``frame_skip=1`` of 0.02 s), so a 200-step episode covers 2 s and 4 s
+of simulated time as in MAML; ``frame_skip=5`` gives v5's dt = 0.05 s (v0). The control cost is computed
+on the action clipped to the action space, the torque MuJoCo applies (rllab's ``normalize`` wrapper, used
+by MAML, clipped actions before the environment saw them).
 
 Where these differ from the rllab environments of MAML (cbfinn/maml_rl ``half_cheetah_env_rand*.py``,
 ``ant_env_rand*.py``):
 
-- Time step: the same dt as rllab, not the same integration for Ant. rllab's ``MujocoEnv`` took one
+- Time step: the same dt as rllab; for Ant (v0) not the same integration. rllab's ``MujocoEnv`` took one
   MuJoCo step per environment step (``frame_skip`` 1) of its models' timestep: 0.01 s in
   ``half_cheetah.xml`` and 0.02 s (RK4) in ``ant.xml``. gymnasium's models both have a 0.01 s timestep
-  (Ant: RK4 too), so HalfCheetah takes one frame per step and Ant two frames of 0.01 s, where rllab
-  took one RK4 step of 0.02 s. (gymnasium's v5 default, and pytorch-maml-rl's, is 5 frames, dt = 0.05 s.)
+  (Ant: RK4 too), so HalfCheetah takes one frame per step and the v0 Ant two frames of 0.01 s, where rllab
+  took one RK4 step of 0.02 s, as the v1 Ant does. (gymnasium's v5 default, and pytorch-maml-rl's, is 5
+  frames, dt = 0.05 s.)
 - Velocity: v5's ``x_velocity`` is the displacement of the torso (HalfCheetah: the ``rootx`` joint)
   over the step divided by dt; rllab used the torso's centre-of-mass velocity at the end of the step.
 - Observations: HalfCheetah v5 gives ``qpos[1:]`` and ``qvel`` (17 values; rllab added the torso's
@@ -39,7 +43,12 @@ Where these differ from the rllab environments of MAML (cbfinn/maml_rl ``half_ch
   on every step including the terminal one: +1 (AntVel) or +4 (AntGoal) inside the task term, +0.05
   survival. Termination is rllab's (torso height outside [0.2, 1.0] or a non-finite state).
 - Start state: v5 adds U[-0.1, 0.1] noise to ``qpos`` and N(0, 0.1^2) to ``qvel``; rllab added N(0, 0.01^2)
-  to ``qpos`` and N(0, 0.1^2) to ``qvel``. The MuJoCo models are gymnasium's ``half_cheetah.xml`` and ``ant.xml`` (Ant: joint gear 150
+  to ``qpos`` and N(0, 0.1^2) to ``qvel``. The noise is v5's in both versions; the Ant's pose it is added to
+  is v5's ``qpos0`` in v0 (torso at 0.75 m, ankles at 0, outside their joint ranges) and rllab's
+  ``init_qpos`` in v1 (torso at 0.55 m, ankles bent 1 rad; gymnasium's ``ant.xml`` carries it but v5 does
+  not read it).
+- Ant contacts: v0 has MuJoCo's default impedance (``solimp`` 0.9, 0.95, 0.001), v1 rllab's (0.8, 0.8, 0.01).
+  The MuJoCo models are gymnasium's ``half_cheetah.xml`` and ``ant.xml`` (Ant: joint gear 150
   and controls in [-1, 1], which equals rllab's controls in [-150, 150] with its cost on ``a / 150``).
   ``half_cheetah.xml``'s ``settotalmass="14"``, deprecated in MuJoCo 4, is applied after compilation by
   :func:`envs.mujoco_models.load_model`: the same model, without a warning per environment built.
@@ -79,7 +88,14 @@ ANT_SURVIVE_REWARD = 0.05
 HALF_CHEETAH_FRAME_SKIP = 1
 """MuJoCo steps per environment step: 1 x 0.01 s, rllab's dt for HalfCheetah."""
 ANT_FRAME_SKIP = 2
-"""MuJoCo steps per environment step: 2 x 0.01 s (gymnasium's ``ant.xml`` timestep), rllab's dt of 0.02 s for Ant."""
+"""MuJoCo steps per environment step of the v0 Ant: 2 x 0.01 s (gymnasium's ``ant.xml`` timestep), rllab's dt
+of 0.02 s for Ant (the v1 Ant takes 1 step of :data:`RLLAB_ANT_TIMESTEP`)."""
+ANT_DYNAMICS = ("gymnasium", "rllab")
+"""The Ant's simulation settings: gymnasium's ``ant.xml`` as it is, or with rllab's (:func:`use_rllab_ant_dynamics`)."""
+RLLAB_ANT_TIMESTEP = 0.02
+"""rllab's ``ant.xml`` timestep: one RK4 step of 0.02 s per environment step."""
+RLLAB_ANT_SOLIMP = (0.8, 0.8, 0.01)
+"""rllab's ``ant.xml`` contact impedance (``solimp`` of every geom; MuJoCo's default is 0.9, 0.95, 0.001)."""
 
 
 def _check_frame_skip(frame_skip: int, owner: str) -> int:
@@ -87,6 +103,27 @@ def _check_frame_skip(frame_skip: int, owner: str) -> int:
     if not isinstance(frame_skip, (int, np.integer)) or isinstance(frame_skip, bool) or frame_skip < 1:
         raise ValueError(f"{owner} needs frame_skip, the MuJoCo steps per environment step, >= 1; got {frame_skip!r}")
     return int(frame_skip)
+
+
+def use_rllab_ant_dynamics(model: mujoco.MjModel, data: mujoco.MjData) -> None:
+    """Give gymnasium's Ant model the three simulation settings of rllab's ``ant.xml`` that it lacks, and put
+    ``data`` in rllab's start pose.
+
+    - the start pose: the model's ``init_qpos`` numeric (torso at 0.55 m, ankles bent 1 rad), which rllab's
+      ``MujocoEnv`` read and gymnasium ignores, starting from ``qpos0`` (torso at 0.75 m, ankles at 0, outside
+      their joint ranges of 30-70 degrees, so the joint limits kick the legs down on the first steps);
+    - one RK4 step of :data:`RLLAB_ANT_TIMESTEP` instead of 0.01 s (MuJoCo keeps a contact's time constant
+      at least twice the timestep, so contacts are softer at 0.02 s);
+    - the contact impedance :data:`RLLAB_ANT_SOLIMP` of every geom.
+
+    At rest (zero torque) the torso then settles: over 200 steps its height stays under 0.65 m (10 seeds). From
+    the same pose with two 0.01 s steps it bounced up to the 1.0 m termination bound (1 episode of 60 ended
+    there), and from v5's start to 0.70-0.87 m.
+    """
+    model.opt.timestep = RLLAB_ANT_TIMESTEP
+    model.geom_solimp[:, :3] = RLLAB_ANT_SOLIMP
+    data.qpos[:] = model.numeric("init_qpos").data
+    mujoco.mj_forward(model, data)
 
 
 def control_costs(actions: np.ndarray, low: np.ndarray, high: np.ndarray, weight: float) -> np.ndarray:
@@ -161,8 +198,14 @@ class _AntTaskEnv(_LocomotionTaskEnv, AntEnv):
 
     _task_reward_name = "reward_forward"
 
-    def __init__(self, ctrl_cost_weight: float, contact_cost_weight: float, frame_skip: int, **kwargs: Any) -> None:
+    def __init__(self, ctrl_cost_weight: float, contact_cost_weight: float, frame_skip: int | None, dynamics: str,
+                 **kwargs: Any) -> None:
         _refuse_kwargs(kwargs, ("forward_reward_weight", "healthy_reward"), type(self).__name__)
+        if dynamics not in ANT_DYNAMICS:
+            raise ValueError(f"{type(self).__name__} needs dynamics in {ANT_DYNAMICS}; got {dynamics!r}")
+        self._dynamics = dynamics  # read by _initialize_simulation, which AntEnv.__init__ calls
+        if frame_skip is None:  # rllab's dt of 0.02 s
+            frame_skip = 1 if dynamics == "rllab" else ANT_FRAME_SKIP
         frame_skip = _check_frame_skip(frame_skip, type(self).__name__)
         AntEnv.__init__(
             self,
@@ -172,6 +215,12 @@ class _AntTaskEnv(_LocomotionTaskEnv, AntEnv):
             **kwargs,
         )
         self.set_default_task()
+
+    def _initialize_simulation(self) -> tuple[mujoco.MjModel, mujoco.MjData]:
+        model, data = super()._initialize_simulation()
+        if self._dynamics == "rllab":
+            use_rllab_ant_dynamics(model, data)  # MujocoEnv takes init_qpos from data after this
+        return model, data
 
     @abstractmethod
     def task_vector(self) -> np.ndarray:
@@ -278,7 +327,8 @@ class HalfCheetahDirEnv(_DirectionTasks, _HalfCheetahTaskEnv):
 class AntVelEnv(_VelocityTasks, _AntTaskEnv):
     """Walk forward at a target velocity; ``Task("ant-vel", {"velocity": g})``, g ~ U[velocity_range].
 
-    Observation 105 values, action ``Box(-1, 1, (8,))``, dt = ``frame_skip`` x 0.01 s (default 0.02 s, rllab's).
+    Observation 105 values, action ``Box(-1, 1, (8,))``, dt = ``frame_skip`` x the model's timestep (default
+    0.02 s, rllab's); ``dynamics="rllab"`` is :func:`use_rllab_ant_dynamics` (``metarl/AntVel-v1``).
     ``set_task`` refuses velocities outside ``velocity_range`` (widen it to evaluate outside the training range).
     """
 
@@ -289,12 +339,13 @@ class AntVelEnv(_VelocityTasks, _AntTaskEnv):
         velocity_range: Sequence[float] = (0.0, 3.0),
         ctrl_cost_weight: float = ANT_CTRL_COST,
         contact_cost_weight: float = ANT_CONTACT_COST,
-        frame_skip: int = ANT_FRAME_SKIP,
+        frame_skip: int | None = None,
+        dynamics: str = "gymnasium",
         **kwargs: Any,
     ) -> None:
         self._velocity_range = check_range("velocity_range", velocity_range)
-        super().__init__(ctrl_cost_weight, contact_cost_weight, frame_skip, **kwargs)
-        EzPickle.__init__(self, velocity_range, ctrl_cost_weight, contact_cost_weight, frame_skip, **kwargs)
+        super().__init__(ctrl_cost_weight, contact_cost_weight, frame_skip, dynamics, **kwargs)
+        EzPickle.__init__(self, velocity_range, ctrl_cost_weight, contact_cost_weight, frame_skip, dynamics, **kwargs)
 
     @staticmethod
     def task_rewards(x_velocity: np.ndarray, xy: np.ndarray, task_vectors: np.ndarray) -> np.ndarray:
@@ -304,7 +355,8 @@ class AntVelEnv(_VelocityTasks, _AntTaskEnv):
 class AntDirEnv(_DirectionTasks, _AntTaskEnv):
     """Walk forward or backward; ``Task("ant-dir", {"direction": d})``, d = -1 or +1 with equal odds.
 
-    Observation 105 values, action ``Box(-1, 1, (8,))``, dt = ``frame_skip`` x 0.01 s (default 0.02 s, rllab's).
+    Observation 105 values, action ``Box(-1, 1, (8,))``, dt = ``frame_skip`` x the model's timestep (default
+    0.02 s, rllab's); ``dynamics="rllab"`` is :func:`use_rllab_ant_dynamics` (``metarl/AntDir-v1``).
     """
 
     family = "ant-dir"
@@ -313,11 +365,12 @@ class AntDirEnv(_DirectionTasks, _AntTaskEnv):
         self,
         ctrl_cost_weight: float = ANT_CTRL_COST,
         contact_cost_weight: float = ANT_CONTACT_COST,
-        frame_skip: int = ANT_FRAME_SKIP,
+        frame_skip: int | None = None,
+        dynamics: str = "gymnasium",
         **kwargs: Any,
     ) -> None:
-        super().__init__(ctrl_cost_weight, contact_cost_weight, frame_skip, **kwargs)
-        EzPickle.__init__(self, ctrl_cost_weight, contact_cost_weight, frame_skip, **kwargs)
+        super().__init__(ctrl_cost_weight, contact_cost_weight, frame_skip, dynamics, **kwargs)
+        EzPickle.__init__(self, ctrl_cost_weight, contact_cost_weight, frame_skip, dynamics, **kwargs)
 
     @staticmethod
     def task_rewards(x_velocity: np.ndarray, xy: np.ndarray, task_vectors: np.ndarray) -> np.ndarray:
@@ -329,7 +382,9 @@ class AntGoalEnv(_AntTaskEnv):
 
     Observation 107 values: the torso's x, y come first (``exclude_current_positions_from_observation``
     is always False here, since the policy needs them), action ``Box(-1, 1, (8,))``, dt = ``frame_skip`` x
-    0.01 s (default 0.02 s, rllab's). ``set_task`` refuses goals outside ``goal_range``. The task term ``info["reward_goal"]`` is ``-|xy - goal|_1 + 4``.
+    the model's timestep (default 0.02 s, rllab's); ``dynamics="rllab"`` is :func:`use_rllab_ant_dynamics`
+    (``metarl/AntGoal-v1``). ``set_task`` refuses goals outside ``goal_range``. The task term
+    ``info["reward_goal"]`` is ``-|xy - goal|_1 + 4``.
     """
 
     family = "ant-goal"
@@ -340,7 +395,8 @@ class AntGoalEnv(_AntTaskEnv):
         goal_range: Sequence[float] = (-3.0, 3.0),
         ctrl_cost_weight: float = ANT_CTRL_COST,
         contact_cost_weight: float = ANT_CONTACT_COST,
-        frame_skip: int = ANT_FRAME_SKIP,
+        frame_skip: int | None = None,
+        dynamics: str = "gymnasium",
         **kwargs: Any,
     ) -> None:
         if kwargs.pop("exclude_current_positions_from_observation", False):
@@ -349,10 +405,9 @@ class AntGoalEnv(_AntTaskEnv):
                 "exclude_current_positions_from_observation must be False"
             )
         self._goal_range = check_range("goal_range", goal_range)
-        super().__init__(
-            ctrl_cost_weight, contact_cost_weight, frame_skip, exclude_current_positions_from_observation=False, **kwargs
-        )
-        EzPickle.__init__(self, goal_range, ctrl_cost_weight, contact_cost_weight, frame_skip, **kwargs)
+        super().__init__(ctrl_cost_weight, contact_cost_weight, frame_skip, dynamics,
+                         exclude_current_positions_from_observation=False, **kwargs)
+        EzPickle.__init__(self, goal_range, ctrl_cost_weight, contact_cost_weight, frame_skip, dynamics, **kwargs)
 
     def sample_tasks(self, n: int, rng: np.random.Generator) -> list[Task]:
         return uniform_point_tasks(self.family, "goal", 2, n, rng, self._goal_range)

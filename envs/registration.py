@@ -1,6 +1,7 @@
 """Registration of task environments with gymnasium: a checked helper, and the ``metarl/*`` ids.
 
-Importing this module (``import envs`` does) registers the six ``metarl/<Name>-v0`` ids with string
+Importing this module (``import envs`` does) registers the six ``metarl/<Name>-v0`` ids, and
+``metarl/Ant{Vel,Dir,Goal}-v1`` (the same tasks with rllab's Ant dynamics, ``dynamics="rllab"``), with string
 entry points, so the environment modules load only when an environment is made. gymnasium >= 1.0 has
 no entry-point plugin discovery, hence ``gymnasium.make("metarl/...")`` needs ``envs`` imported first:
 ``import envs`` or the module prefix of ``gymnasium.make("envs:metarl/HalfCheetahVel-v0")``.
@@ -75,27 +76,38 @@ def _check_entry_point(name: str, entry_point: Any, base: type) -> None:
         raise ValueError(f"{name} must be a 'module:Class' string, a class or a callable, got {entry_point!r}")
 
 
-METARL_ENVS: dict[str, tuple[str, int, str | None]] = {
+METARL_ENVS: dict[str, tuple[str, int, str | None, dict[str, Any]]] = {
     "metarl/Navigation2D-v0": (
         "envs.navigation:Navigation2DEnv",
         100,
         "envs.navigation:Navigation2DVectorEnv",
+        {},
     ),
     "metarl/HalfCheetahVel-v0": (
         "envs.locomotion:HalfCheetahVelEnv",
         200,
         "envs.locomotion_vector:HalfCheetahVelVectorEnv",
+        {},
     ),
     "metarl/HalfCheetahDir-v0": (
         "envs.locomotion:HalfCheetahDirEnv",
         200,
         "envs.locomotion_vector:HalfCheetahDirVectorEnv",
+        {},
     ),
-    "metarl/AntVel-v0": ("envs.locomotion:AntVelEnv", 200, "envs.locomotion_vector:AntVelVectorEnv"),
-    "metarl/AntDir-v0": ("envs.locomotion:AntDirEnv", 200, "envs.locomotion_vector:AntDirVectorEnv"),
-    "metarl/AntGoal-v0": ("envs.locomotion:AntGoalEnv", 200, "envs.locomotion_vector:AntGoalVectorEnv"),
+    **{
+        f"metarl/Ant{name}-v{version}": (
+            f"envs.locomotion:Ant{name}Env",
+            200,
+            f"envs.locomotion_vector:Ant{name}VectorEnv",
+            {"dynamics": dynamics},
+        )
+        for name in ("Vel", "Dir", "Goal")
+        for version, dynamics in ((0, "gymnasium"), (1, "rllab"))
+    },
 }
-"""id -> (entry point, max_episode_steps, vector entry point) of the environments that ``envs`` registers."""
+"""id -> (entry point, max_episode_steps, vector entry point, constructor arguments) of the environments
+that ``envs`` registers."""
 
-for _id, (_entry_point, _steps, _vector_entry_point) in METARL_ENVS.items():
-    register_task_env(_id, _entry_point, _steps, vector_entry_point=_vector_entry_point)
+for _id, (_entry_point, _steps, _vector_entry_point, _kwargs) in METARL_ENVS.items():
+    register_task_env(_id, _entry_point, _steps, vector_entry_point=_vector_entry_point, kwargs=_kwargs)

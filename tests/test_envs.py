@@ -44,6 +44,9 @@ SHAPES = {  # id -> (observation size, action size, horizon)
     "metarl/AntVel-v0": (105, 8, 200),
     "metarl/AntDir-v0": (105, 8, 200),
     "metarl/AntGoal-v0": (107, 8, 200),
+    "metarl/AntVel-v1": (105, 8, 200),
+    "metarl/AntDir-v1": (105, 8, 200),
+    "metarl/AntGoal-v1": (107, 8, 200),
 }
 
 
@@ -322,6 +325,37 @@ def test_default_time_step_is_rllabs_and_frame_skip_changes_it(cls):
 def test_registered_ids_take_frame_skip():
     assert gym.make("metarl/AntDir-v0").unwrapped.dt == pytest.approx(0.02)
     assert gym.make("metarl/HalfCheetahVel-v0", frame_skip=5).unwrapped.dt == pytest.approx(0.05)
+
+
+@pytest.mark.parametrize("cls", [AntVelEnv, AntDirEnv, AntGoalEnv])
+def test_rllab_dynamics_take_rllabs_start_pose_timestep_and_contacts(cls):
+    env = cls(dynamics="rllab")
+    assert env.model.opt.timestep == pytest.approx(0.02) and env.frame_skip == 1 and env.dt == pytest.approx(0.02)
+    np.testing.assert_array_equal(env.init_qpos, env.model.numeric("init_qpos").data)
+    assert env.init_qpos[2] == pytest.approx(0.55) and cls().init_qpos[2] == pytest.approx(0.75)
+    np.testing.assert_allclose(env.model.geom_solimp[:, :3], np.tile([0.8, 0.8, 0.01], (env.model.ngeom, 1)))
+    assert pickle.loads(pickle.dumps(env)).dt == pytest.approx(0.02)
+    assert cls(dynamics="rllab", frame_skip=2).dt == pytest.approx(0.04)
+
+
+def test_rllab_dynamics_settle_at_rest_where_gymnasiums_bounce():
+    """Zero torque from the start state: rllab's pose and 0.02 s steps let the torso settle (it stays under
+    0.7 m); gymnasium's qpos0 (ankles outside their joint ranges) and 0.01 s steps throw it above 0.7 m."""
+    heights = {}
+    for env_id in ("metarl/AntDir-v0", "metarl/AntDir-v1"):
+        env = gym.make(env_id).unwrapped
+        heights[env_id] = []
+        for seed in range(3):
+            env.reset(seed=seed)
+            for _ in range(200):
+                assert not env.step(np.zeros(8))[2]
+                heights[env_id].append(env.data.qpos[2])
+    assert max(heights["metarl/AntDir-v1"]) < 0.7 < max(heights["metarl/AntDir-v0"])
+
+
+def test_unknown_ant_dynamics_is_refused():
+    with pytest.raises(ValueError, match="dynamics"):
+        AntDirEnv(dynamics="mujoco-py")
 
 
 @pytest.mark.parametrize("frame_skip", [0, -1, 1.5, True])

@@ -47,6 +47,7 @@ CASES = [
     ("metarl/AntVel-v0", AntVelVectorEnv, {"healthy_z_range": (0.2, 0.8)}),
     ("metarl/AntDir-v0", AntDirVectorEnv, {"healthy_z_range": (0.2, 0.8)}),
     ("metarl/AntGoal-v0", AntGoalVectorEnv, {"healthy_z_range": (0.2, 0.8)}),
+    ("metarl/AntDir-v1", AntDirVectorEnv, {"healthy_z_range": (0.2, 0.7)}),  # rllab's start pose and time step
 ]
 
 
