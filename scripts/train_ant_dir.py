@@ -7,6 +7,10 @@ of 0.1, TRPO with max KL 0.01, 1000 iterations (cbfinn/maml_rl). The paper repor
 200 steps (320,000 environment steps).
 
     python scripts/train_ant_dir.py --out runs/ant_dir
+
+On rllab's Ant dynamics (start pose, 0.02 s step, contacts; ``metarl/AntDir-v1``, see ``envs.locomotion``):
+
+    python scripts/train_ant_dir.py --env-id envs:metarl/AntDir-v1 --out runs/ant_dir_v1
 """
 
 from metarl.rl.experiment import locomotion_config, train_from_command_line

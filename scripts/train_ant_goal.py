@@ -7,6 +7,10 @@ figure (it comes from later work, e.g. ProMP). Each iteration samples 2 x 40 x 2
 steps (320,000 environment steps).
 
     python scripts/train_ant_goal.py --out runs/ant_goal
+
+On rllab's Ant dynamics (start pose, 0.02 s step, contacts; ``metarl/AntGoal-v1``, see ``envs.locomotion``):
+
+    python scripts/train_ant_goal.py --env-id envs:metarl/AntGoal-v1 --out runs/ant_goal_v1
 """
 
 from metarl.rl.experiment import locomotion_config, train_from_command_line
