@@ -140,6 +140,10 @@ class Conv4(nn.Module):
         return self.classifier(self.features(x))
 
 
+POLICY_INITS = ("glorot", "torch")
+"""Initial weights of :class:`GaussianMLPPolicy`'s mean network: MAML's, or ``nn.Linear``'s default."""
+
+
 class GaussianMLPPolicy(nn.Module):
     """A Gaussian policy: an MLP gives the mean action, a state-independent parameter the log-std.
 
@@ -148,16 +152,27 @@ class GaussianMLPPolicy(nn.Module):
     log-std is a parameter like any other, so the inner loop adapts it too (as in rllab's
     ``GaussianMLPPolicy`` with ``learn_std=True``). ``forward`` returns ``(mean, log_std)`` with
     ``log_std`` broadcast to the mean's shape.
+
+    ``init`` chooses the mean network's initial weights: ``"glorot"`` is MAML's (cbfinn/maml_rl's
+    ``MAMLGaussianMLPPolicy``: Glorot-uniform weights, zero biases), ``"torch"`` is ``nn.Linear``'s default
+    (uniform within 1/sqrt(fan_in), biases too), with which the results recorded before the option were run.
     """
 
     def __init__(
         self, observation_size: int, action_size: int, hidden: Sequence[int] = (100, 100), init_std: float = 1.0,
-        activation: str = "relu",
+        activation: str = "relu", init: str = "glorot",
     ) -> None:
         super().__init__()
         if observation_size < 1 or action_size < 1 or init_std <= 0:
             raise ValueError(f"need positive sizes and init_std, got {observation_size}, {action_size}, {init_std}")
+        if init not in POLICY_INITS:
+            raise ValueError(f"unknown policy init {init!r}; choose one of {list(POLICY_INITS)}")
         self.mean = MLP([observation_size, *hidden, action_size], activation)
+        if init == "glorot":
+            for layer in self.mean:
+                if isinstance(layer, nn.Linear):
+                    nn.init.xavier_uniform_(layer.weight)
+                    nn.init.zeros_(layer.bias)
         self.log_std = nn.Parameter(torch.full((action_size,), math.log(init_std)))
 
     def forward(self, observation: Tensor) -> tuple[Tensor, Tensor]:

@@ -1,6 +1,7 @@
 """MAML-TRPO end to end: Navigation2D learns, the scripts run and resume exactly, runs reload."""
 
 import json
+import math
 
 import numpy as np
 import pytest
@@ -109,6 +110,25 @@ def test_bad_configuration_is_refused():
         RLConfig(env_id="envs:metarl/Navigation2D-v0", horizon=100, workers=0)
     with pytest.raises(ValueError, match="activation"):
         GaussianMLPPolicy(2, 2, activation="sigmoid")
+    with pytest.raises(ValueError, match="policy init"):
+        GaussianMLPPolicy(2, 2, init="he")
+
+
+def test_policy_starts_from_maml_glorot_weights_or_torch_default():
+    torch.manual_seed(0)
+    glorot = GaussianMLPPolicy(111, 8, init="glorot")
+    torch.manual_seed(0)
+    default = GaussianMLPPolicy(111, 8, init="torch")
+    linear = [[layer for layer in policy.mean if isinstance(layer, torch.nn.Linear)] for policy in (glorot, default)]
+    assert len(linear[0]) == 3
+    for layer, torch_layer in zip(*linear):
+        fan_out, fan_in = layer.weight.shape
+        bound = math.sqrt(6 / (fan_in + fan_out))
+        assert layer.weight.abs().max() <= bound and layer.weight.abs().max() > 0.95 * bound
+        assert torch.equal(layer.bias, torch.zeros(fan_out))
+        assert torch_layer.weight.abs().max() <= 1 / math.sqrt(fan_in) < 0.95 * bound
+        assert torch_layer.bias.abs().max() > 0
+    torch.testing.assert_close(glorot.log_std, default.log_std)  # log(init_std) either way
 
 
 def test_workers_give_the_same_run_as_one_process(tmp_path):
@@ -144,4 +164,18 @@ def test_oracle_policy_is_shown_its_goal_and_runs_from_before_the_option_still_r
                      *TINY_RL, check=False)
     assert refused.returncode != 0 and "oracle differ" in refused.stderr
     script("scripts/train_navigation.py", "--out", str(old), "--iterations", "2", "--resume", *TINY_RL)
+    assert json.loads((old / "metrics.jsonl").read_text().splitlines()[-1])["step"] == 2
+
+
+def test_runs_from_before_the_policy_init_option_resume_with_torch_weights(tmp_path):
+    old = tmp_path / "old"
+    script("scripts/train_navigation.py", "--out", str(old), "--iterations", "1", *TINY_RL)
+    saved = json.loads((old / "config.json").read_text())
+    assert saved["maml"].pop("policy_init") == "glorot"
+    (old / "config.json").write_text(json.dumps(saved))  # as a run begun before the option saved it
+    refused = script("scripts/train_navigation.py", "--out", str(old), "--iterations", "2", "--resume", *TINY_RL,
+                     check=False)
+    assert refused.returncode != 0 and "policy_init differ" in refused.stderr
+    script("scripts/train_navigation.py", "--out", str(old), "--iterations", "2", "--resume", "--policy-init", "torch",
+           *TINY_RL)
     assert json.loads((old / "metrics.jsonl").read_text().splitlines()[-1])["step"] == 2

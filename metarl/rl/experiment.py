@@ -65,9 +65,12 @@ class RLConfig:
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> RLConfig:
-        return cls(env_id=data["env_id"], horizon=data["horizon"], maml=MAMLTRPOConfig(**data["maml"]),
+        """The run's configuration; settings added since a run began take the values it ran with (no oracle,
+        ``nn.Linear``'s default initial weights)."""
+        return cls(env_id=data["env_id"], horizon=data["horizon"],
+                   maml=MAMLTRPOConfig(**{"policy_init": "torch", **data["maml"]}),
                    train=TrainConfig(**data["train"]), vectorization_mode=data["vectorization_mode"],
-                   workers=data["workers"], oracle=data.get("oracle", False))  # runs from before the option
+                   workers=data["workers"], oracle=data.get("oracle", False))
 
 
 def _make_env(env_id: str) -> gymnasium.Env:
@@ -103,7 +106,8 @@ class RLExperiment:
             observation_size += task_features(self.tasks.get_task()).size
         probe.close()
         torch.manual_seed(config.train.seed)
-        policy = GaussianMLPPolicy(observation_size, action_size, config.maml.hidden, activation=config.maml.activation)
+        policy = GaussianMLPPolicy(observation_size, action_size, config.maml.hidden, activation=config.maml.activation,
+                                   init=config.maml.policy_init)
         sampler = TrajectorySampler(self._make_vector_env, policy, config.maml.episodes_per_task, config.horizon,
                                     self.device)
         self.learner = MAMLTRPO(policy, sampler, config.maml, self.device)
