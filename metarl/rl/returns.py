@@ -34,8 +34,10 @@ def baseline_features(observations: Tensor, mask: Tensor) -> Tensor:
 def linear_baseline(observations: Tensor, returns: Tensor, mask: Tensor, reg: float = 1e-5) -> Tensor:
     """Values of a ridge regression of ``returns`` on :func:`baseline_features`, fitted per leading index.
 
-    As in rllab (Duan et al. 2016), the fit is on the episodes it then predicts, and the ridge
-    coefficient grows tenfold (up to five times) while the solution is not finite. The normal
+    Each task's fit is on the episodes it then predicts (as pytorch-maml-rl). rllab's sampler, which MAML's
+    code used, predicted with the fit of its previous call and then refitted; in cbfinn/maml_rl's per-task
+    loop that is the previous task's episodes. As in rllab (Duan et al. 2016), the ridge coefficient grows
+    tenfold (up to five times) while the solution is not finite. The normal
     equations are solved by Cholesky in float64: ``torch.linalg.lstsq`` gave different answers for
     the same input on the CPU, which broke run-to-run reproducibility.
     """
