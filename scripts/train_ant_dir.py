@@ -1,4 +1,4 @@
-"""MAML-TRPO on AntDir-v0 (Finn et al. 2017, section 5.3): the MuJoCo Ant must run forwards or
+"""MAML-TRPO on AntDir-v1 (Finn et al. 2017, section 5.3): the MuJoCo Ant must run forwards or
 backwards (direction -1 or +1).
 
 Paper settings: horizon 200, 40 tasks per meta-batch, 20 episodes per task, one policy-gradient step
@@ -8,12 +8,14 @@ of 0.1, TRPO with max KL 0.01, 1000 iterations (cbfinn/maml_rl). The paper repor
 
     python scripts/train_ant_dir.py --out runs/ant_dir
 
-On rllab's Ant dynamics (start pose, 0.02 s step, contacts; ``metarl/AntDir-v1``, see ``envs.locomotion``):
+``metarl/AntDir-v1``, the default, is the Ant on rllab's dynamics, as MAML ran it (start pose, 0.02 s step,
+contacts; see ``envs.locomotion``). The README's v0 results ran on gymnasium's v5 Ant (``metarl/AntDir-v0``)
+from ``nn.Linear``'s initial weights:
 
-    python scripts/train_ant_dir.py --env-id envs:metarl/AntDir-v1 --out runs/ant_dir_v1
+    python scripts/train_ant_dir.py --env-id envs:metarl/AntDir-v0 --policy-init torch --out runs/ant_dir_v0
 """
 
 from metarl.rl.experiment import locomotion_config, train_from_command_line
 
 if __name__ == "__main__":
-    train_from_command_line(locomotion_config("envs:metarl/AntDir-v0", out="runs/ant_dir"), description=__doc__)
+    train_from_command_line(locomotion_config("envs:metarl/AntDir-v1", out="runs/ant_dir"), description=__doc__)

@@ -1,4 +1,4 @@
-"""MAML-TRPO on AntGoal-v0 (Finn et al. 2017, section 5.3): the MuJoCo Ant must reach a goal position
+"""MAML-TRPO on AntGoal-v1 (Finn et al. 2017, section 5.3): the MuJoCo Ant must reach a goal position
 drawn from U[-3, 3]^2.
 
 Paper settings: horizon 200, 40 tasks per meta-batch, 20 episodes per task, one policy-gradient step
@@ -8,12 +8,14 @@ steps (320,000 environment steps).
 
     python scripts/train_ant_goal.py --out runs/ant_goal
 
-On rllab's Ant dynamics (start pose, 0.02 s step, contacts; ``metarl/AntGoal-v1``, see ``envs.locomotion``):
+``metarl/AntGoal-v1``, the default, is the Ant on rllab's dynamics, as MAML ran it (start pose, 0.02 s step,
+contacts; see ``envs.locomotion``). The README's v0 results ran on gymnasium's v5 Ant (``metarl/AntGoal-v0``)
+from ``nn.Linear``'s initial weights:
 
-    python scripts/train_ant_goal.py --env-id envs:metarl/AntGoal-v1 --out runs/ant_goal_v1
+    python scripts/train_ant_goal.py --env-id envs:metarl/AntGoal-v0 --policy-init torch --out runs/ant_goal_v0
 """
 
 from metarl.rl.experiment import locomotion_config, train_from_command_line
 
 if __name__ == "__main__":
-    train_from_command_line(locomotion_config("envs:metarl/AntGoal-v0", out="runs/ant_goal"), description=__doc__)
+    train_from_command_line(locomotion_config("envs:metarl/AntGoal-v1", out="runs/ant_goal"), description=__doc__)

@@ -1,4 +1,4 @@
-"""MAML-TRPO on AntVel-v0 (Finn et al. 2017, section 5.3): the MuJoCo Ant must run at a target velocity
+"""MAML-TRPO on AntVel-v1 (Finn et al. 2017, section 5.3): the MuJoCo Ant must run at a target velocity
 drawn from U[0, 3].
 
 Paper settings: horizon 200, 40 tasks per meta-batch, 20 episodes per task, one policy-gradient step
@@ -8,12 +8,14 @@ of 0.1, TRPO with max KL 0.01, 1000 iterations (cbfinn/maml_rl). The paper repor
 
     python scripts/train_ant_vel.py --out runs/ant_vel
 
-On rllab's Ant dynamics (start pose, 0.02 s step, contacts; ``metarl/AntVel-v1``, see ``envs.locomotion``):
+``metarl/AntVel-v1``, the default, is the Ant on rllab's dynamics, as MAML ran it (start pose, 0.02 s step,
+contacts; see ``envs.locomotion``). The README's v0 results ran on gymnasium's v5 Ant (``metarl/AntVel-v0``)
+from ``nn.Linear``'s initial weights:
 
-    python scripts/train_ant_vel.py --env-id envs:metarl/AntVel-v1 --out runs/ant_vel_v1
+    python scripts/train_ant_vel.py --env-id envs:metarl/AntVel-v0 --policy-init torch --out runs/ant_vel_v0
 """
 
 from metarl.rl.experiment import locomotion_config, train_from_command_line
 
 if __name__ == "__main__":
-    train_from_command_line(locomotion_config("envs:metarl/AntVel-v0", out="runs/ant_vel"), description=__doc__)
+    train_from_command_line(locomotion_config("envs:metarl/AntVel-v1", out="runs/ant_vel"), description=__doc__)

@@ -167,6 +167,12 @@ def test_oracle_policy_is_shown_its_goal_and_runs_from_before_the_option_still_r
     assert json.loads((old / "metrics.jsonl").read_text().splitlines()[-1])["step"] == 2
 
 
+@pytest.mark.parametrize("task", ["AntVel", "AntDir", "AntGoal"])
+def test_ant_scripts_default_to_rllab_dynamics(task):
+    help_text = script(f"scripts/train_ant_{task[3:].lower()}.py", "--help").stdout
+    assert f"envs:metarl/{task}-v1)" in help_text and f"envs:metarl/{task}-v0)" not in help_text
+
+
 def test_runs_from_before_the_policy_init_option_resume_with_torch_weights(tmp_path):
     old = tmp_path / "old"
     script("scripts/train_navigation.py", "--out", str(old), "--iterations", "1", *TINY_RL)

@@ -74,7 +74,7 @@ class MAMLTRPOConfig:
     """Hidden-layer nonlinearity of the policy (the paper: ReLU)."""
     policy_init: Literal["glorot", "torch"] = "glorot"
     """The policy's initial weights: glorot is MAML's (Glorot-uniform weights, zero biases; cbfinn/maml_rl),
-    torch is ``nn.Linear``'s default, with which the runs recorded before 2026-11-29 were trained."""
+    torch is ``nn.Linear``'s default, with which the README's runs were trained unless they say otherwise."""
     path: Literal["auto", "batched", "per_task"] = "auto"
     """vmap over tasks, a per-task loop, or auto: per-task on the CPU, where it was measured 5.6x faster
     (Navigation2D, 20 tasks: TRPO's Fisher-vector products backpropagate slowly through vmap), and
