@@ -9,10 +9,9 @@ steps (320,000 environment steps).
     python scripts/train_ant_goal.py --out runs/ant_goal
 
 ``metarl/AntGoal-v1``, the default, is the Ant on rllab's dynamics, as MAML ran it (start pose, 0.02 s step,
-contacts; see ``envs.locomotion``). The README's v0 results ran on gymnasium's v5 Ant (``metarl/AntGoal-v0``)
-from ``nn.Linear``'s initial weights:
+contacts; see ``envs.locomotion``). On gymnasium's v5 Ant instead:
 
-    python scripts/train_ant_goal.py --env-id envs:metarl/AntGoal-v0 --policy-init torch --out runs/ant_goal_v0
+    python scripts/train_ant_goal.py --env-id envs:metarl/AntGoal-v0 --out runs/ant_goal_v0
 """
 
 from metarl.rl.experiment import locomotion_config, train_from_command_line
