@@ -25,7 +25,9 @@ from metarl.train import TrainConfig
 TOLERANCE = {"rtol": 1e-5, "atol": 1e-6}
 """Float32 sums taken in another order (per rank, then across ranks); observed: 5e-8 at most."""
 CASE_TOLERANCE = {
-    "navigation_trpo": {"rtol": 1e-4, "atol": 1e-5},  # observed 4e-6: conjugate gradient amplifies rounding
+    # conjugate gradient amplifies rounding: observed 1.4e-5 on a log-std near 0 from MAML's Glorot start (4e-6 from
+    # nn.Linear's); the float64 case below is the tight check
+    "navigation_trpo": {"rtol": 1e-3, "atol": 5e-5},
     "navigation_trpo_float64": {"rtol": 1e-9, "atol": 1e-10},  # observed 1e-12
 }
 
