@@ -10,7 +10,7 @@ import itertools
 import math
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, Literal, get_args
 
 import torch
 import torch.nn.functional as F
@@ -140,8 +140,9 @@ class Conv4(nn.Module):
         return self.classifier(self.features(x))
 
 
-POLICY_INITS = ("glorot", "torch")
+PolicyInit = Literal["glorot", "torch"]
 """Initial weights of :class:`GaussianMLPPolicy`'s mean network: MAML's, or ``nn.Linear``'s default."""
+POLICY_INITS: tuple[str, ...] = get_args(PolicyInit)
 
 
 class GaussianMLPPolicy(nn.Module):
@@ -160,7 +161,7 @@ class GaussianMLPPolicy(nn.Module):
 
     def __init__(
         self, observation_size: int, action_size: int, hidden: Sequence[int] = (100, 100), init_std: float = 1.0,
-        activation: str = "relu", init: str = "glorot",
+        activation: str = "relu", init: PolicyInit = "glorot",
     ) -> None:
         super().__init__()
         if observation_size < 1 or action_size < 1 or init_std <= 0:

@@ -22,6 +22,7 @@ from torch.nn.utils import parameters_to_vector, vector_to_parameters
 
 from metarl import distributed
 from metarl.functional import Params, adapt, parameters_of
+from metarl.models import PolicyInit
 from metarl.rl.gaussian import kl_divergence, log_prob
 from metarl.rl.returns import discounted_returns, gae, linear_baseline, normalize
 from metarl.rl.sampler import Trajectories, TrajectorySampler, policy_per_task, stack_params
@@ -72,7 +73,7 @@ class MAMLTRPOConfig:
     """Hidden layer sizes of the Gaussian MLP policy."""
     activation: Literal["relu", "tanh"] = "relu"
     """Hidden-layer nonlinearity of the policy (the paper: ReLU)."""
-    policy_init: Literal["glorot", "torch"] = "glorot"
+    policy_init: PolicyInit = "glorot"
     """The policy's initial weights: glorot is MAML's (Glorot-uniform weights, zero biases; cbfinn/maml_rl),
     torch is ``nn.Linear``'s default, with which the README's runs were trained unless they say otherwise."""
     path: Literal["auto", "batched", "per_task"] = "auto"
