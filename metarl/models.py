@@ -62,13 +62,15 @@ def vmap_safe_norm(model: nn.Module, enabled: bool) -> Iterator[None]:
             module.vmap_safe = flag
 
 
-ACTIVATIONS: dict[str, type[nn.Module]] = {"relu": nn.ReLU, "tanh": nn.Tanh}
+Activation = Literal["relu", "tanh"]
+"""Hidden-layer non-linearities by name, for :class:`MLP` and the configs that choose one."""
+ACTIVATIONS: dict[Activation, type[nn.Module]] = {"relu": nn.ReLU, "tanh": nn.Tanh}
 
 
 class MLP(nn.Sequential):
     """Fully connected network (ReLU by default); MAML's sinusoid model is ``MLP([1, 40, 40, 1])``."""
 
-    def __init__(self, sizes: Sequence[int], activation: str = "relu") -> None:
+    def __init__(self, sizes: Sequence[int], activation: Activation = "relu") -> None:
         if len(sizes) < 2 or any(s < 1 for s in sizes):
             raise ValueError(f"MLP sizes must be at least two positive integers, got {list(sizes)}")
         if activation not in ACTIVATIONS:
@@ -161,7 +163,7 @@ class GaussianMLPPolicy(nn.Module):
 
     def __init__(
         self, observation_size: int, action_size: int, hidden: Sequence[int] = (100, 100), init_std: float = 1.0,
-        activation: str = "relu", init: PolicyInit = "glorot",
+        activation: Activation = "relu", init: PolicyInit = "glorot",
     ) -> None:
         super().__init__()
         if observation_size < 1 or action_size < 1 or init_std <= 0:

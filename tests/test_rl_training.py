@@ -2,6 +2,7 @@
 
 import json
 import math
+from typing import get_args
 
 import numpy as np
 import pytest
@@ -9,7 +10,7 @@ import torch
 from scripts_support import metarl, records, run, script
 
 from metarl.functional import parameters_of
-from metarl.models import GaussianMLPPolicy
+from metarl.models import ACTIVATIONS, POLICY_INITS, Activation, GaussianMLPPolicy
 from metarl.rl.experiment import RLConfig, RLExperiment
 from metarl.rl.maml_trpo import MAMLTRPOConfig
 from metarl.rl.sampler import stack_params
@@ -165,6 +166,13 @@ def test_oracle_policy_is_shown_its_goal_and_runs_from_before_the_option_still_r
     assert refused.returncode != 0 and "oracle differ" in refused.stderr
     script("scripts/train_navigation.py", "--out", str(old), "--iterations", "2", "--resume", *TINY_RL)
     assert json.loads((old / "metrics.jsonl").read_text().splitlines()[-1])["step"] == 2
+
+
+def test_the_scripts_offer_the_policys_activations_and_inits():
+    assert set(get_args(Activation)) == set(ACTIVATIONS)
+    help_text = script("scripts/train_navigation.py", "--help").stdout
+    assert "--activation {" + ",".join(get_args(Activation)) + "}" in help_text
+    assert "--policy-init {" + ",".join(POLICY_INITS) + "}" in help_text
 
 
 @pytest.mark.parametrize("task", ["AntVel", "AntDir", "AntGoal"])

@@ -22,7 +22,7 @@ from torch.nn.utils import parameters_to_vector, vector_to_parameters
 
 from metarl import distributed
 from metarl.functional import Params, adapt, parameters_of
-from metarl.models import PolicyInit
+from metarl.models import Activation, PolicyInit
 from metarl.rl.gaussian import kl_divergence, log_prob
 from metarl.rl.returns import discounted_returns, gae, linear_baseline, normalize
 from metarl.rl.sampler import Trajectories, TrajectorySampler, policy_per_task, stack_params
@@ -71,7 +71,7 @@ class MAMLTRPOConfig:
     """Each backtracking step shortens the step by this factor."""
     hidden: tuple[int, ...] = (100, 100)
     """Hidden layer sizes of the Gaussian MLP policy."""
-    activation: Literal["relu", "tanh"] = "relu"
+    activation: Activation = "relu"
     """Hidden-layer nonlinearity of the policy (the paper: ReLU)."""
     policy_init: PolicyInit = "glorot"
     """The policy's initial weights: glorot is MAML's (Glorot-uniform weights, zero biases; cbfinn/maml_rl),
