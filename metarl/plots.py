@@ -274,12 +274,15 @@ def instance_figures(config: dict[str, Any]) -> FigureHook:
 
 def navigation_figure(stages: Sequence[tuple[str, Trajectories]], episodes: int = 2) -> Figure:
     """One panel per goal: the point's path in the first ``episodes`` episodes of each stage (e.g. before
-    adaptation, after 1 step, after 3), from the origin towards the goal (a star), with each stage's mean
-    return over all its episodes. The observations of Navigation2D are the positions; a path stops where
-    its episode ended. Actions are sampled, as in the evaluation, so paths wander by the policy's noise."""
+    adaptation, after 1 step, after 3; the first episode of each of that many lanes), from the origin
+    towards the goal (a star), with each stage's mean return over all its episodes. The observations of
+    Navigation2D are the positions; a path stops where its episode ended. Actions are sampled, as in the
+    evaluation, so paths wander by the policy's noise."""
     tasks = stages[0][1].tasks
-    paths = [[[t.observations[i, :, e, :2].cpu().numpy()[t.mask[i, :, e].bool().cpu().numpy()]
-               for e in range(min(episodes, t.observations.shape[2]))] for _, t in stages] for i in range(len(tasks))]
+    firsts = [(t.mask * (t.starts().cumsum(dim=1) == 1)).bool().cpu().numpy() for _, t in stages]
+    paths = [[[t.observations[i, :, e, :2].cpu().numpy()[first[i, :, e]]
+               for e in range(min(episodes, t.observations.shape[2]))] for (_, t), first in zip(stages, firsts)]
+             for i in range(len(tasks))]
     reach = max(np.abs(np.concatenate([p for task in paths for stage in task for p in stage])).max(),
                 *(np.abs(task.params["goal"]).max() for task in tasks))
     limit = max(0.55, reach + 0.05)
@@ -293,7 +296,7 @@ def navigation_figure(stages: Sequence[tuple[str, Trajectories]], episodes: int 
                           ls="--" if s == 0 else "-", label=label if i == e == 0 else None)
         axis.plot(0, 0, "ko", ms=4, label="start" if i == 0 else None)
         axis.plot(*goal, marker="*", color="gold", mec="black", ms=16, ls="", label="goal" if i == 0 else None)
-        returns = " / ".join(f"{t.episode_returns()[i].mean().item():.1f}" for _, t in stages)
+        returns = " / ".join(f"{t.mean_returns()[i].item():.1f}" for _, t in stages)
         axis.set(title=f"goal ({goal[0]:.2f}, {goal[1]:.2f})\nreturn {returns}", aspect="equal",
                  xlim=(-limit, limit), ylim=(-limit, limit))
         axis.title.set_fontsize(9)

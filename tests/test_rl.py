@@ -12,7 +12,7 @@ from metarl.models import GaussianMLPPolicy
 from metarl.rl import MAMLTRPO, MAMLTRPOConfig, RLBatch, TaskInObservation, TrajectorySampler, task_features
 from metarl.rl.gaussian import kl_divergence, log_prob
 from metarl.rl.returns import discounted_returns, gae, linear_baseline, normalize
-from metarl.rl.sampler import action_affine, policy_per_task
+from metarl.rl.sampler import Trajectories, action_affine, policy_per_task
 from metarl.rl.trpo import backtracking_line_search, conjugate_gradient
 from metarl.tasks import Task
 
@@ -58,6 +58,32 @@ def test_returns_and_advantages_match_hand_computed_values():
     normalized = normalize(returns, mask)
     assert normalized[mask.bool()].mean().abs() < 1e-6 and normalized[~mask.bool()].abs().sum() == 0
     assert normalized[mask.bool()].std(unbiased=False) == pytest.approx(1.0, abs=1e-5)
+
+
+def test_returns_advantages_and_baseline_do_not_cross_the_start_of_an_episode():
+    # one lane: an episode of two steps, the step the environment restarts on (masked), an episode of two
+    rewards = torch.tensor([[[1.0], [2.0], [9.0], [3.0], [4.0]]])
+    mask = torch.tensor([[[1.0], [1.0], [0.0], [1.0], [1.0]]])
+    timesteps = torch.tensor([[[0], [1], [0], [0], [1]]])
+    returns = discounted_returns(rewards, mask, 0.5)
+    torch.testing.assert_close(returns, torch.tensor([[[2.0], [2.0], [0.0], [5.0], [4.0]]]))
+    values = torch.tensor([[[1.0], [0.5], [0.0], [2.0], [1.0]]])
+    td = torch.tensor([[[1 + 0.5 * 0.5 - 1.0], [2 - 0.5], [0.0], [3 + 0.5 * 1.0 - 2.0], [4 - 1.0]]])
+    torch.testing.assert_close(gae(rewards, values, mask, 0.5, 0.0), td)
+    torch.testing.assert_close(gae(rewards, values, mask, 0.5, 1.0), (returns - values) * mask)
+    # two episodes of eight steps in one lane, and the same two laid out one per lane: the same returns and
+    # the same baseline (its time feature counts from each episode's start)
+    generator = torch.Generator().manual_seed(3)
+    observations = torch.randn(1, 17, 1, 1, generator=generator, dtype=torch.float64)
+    rewards = torch.randn(1, 17, 1, generator=generator, dtype=torch.float64)
+    mask = torch.ones(1, 17, 1, dtype=torch.float64)
+    mask[0, 8] = 0
+    timesteps = torch.cat([torch.arange(8), torch.zeros(1, dtype=torch.long), torch.arange(8)]).view(1, 17, 1)
+    returns = discounted_returns(rewards, mask, 0.9)
+    lanes = lambda x: torch.stack([x[:, :8], x[:, 9:]], dim=2).squeeze(3)
+    torch.testing.assert_close(lanes(returns), discounted_returns(lanes(rewards), lanes(mask), 0.9))
+    fitted = linear_baseline(observations, returns, mask, timesteps=timesteps)
+    torch.testing.assert_close(lanes(fitted), linear_baseline(lanes(observations), lanes(returns), lanes(mask)))
 
 
 def test_linear_baseline_fits_returns_that_are_linear_in_its_features():
@@ -186,6 +212,111 @@ def test_sampler_matches_single_envs_stepped_with_the_same_seeds_and_actions(env
             if terminated or truncated:
                 assert t + 1 == episodes.mask.shape[1] or episodes.mask[task, t + 1, episode] == 0
                 break
+
+
+class RandomLengthEnv(gymnasium.Env):
+    """Episodes that end at random (probability 0.15 per step, from the env's seed): the observation is the
+    step count and the task, the reward the action plus the task."""
+
+    observation_space = gymnasium.spaces.Box(-np.inf, np.inf, (2,))
+    action_space = gymnasium.spaces.Box(-1.0, 1.0, (1,))
+
+    def __init__(self) -> None:
+        self.task, self._steps = 0.0, 0
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        self._steps = 0
+        return np.array([0.0, self.task], dtype=np.float32), {}
+
+    def step(self, action):
+        self._steps += 1
+        terminated = bool(self.np_random.random() < 0.15)
+        return (np.array([self._steps, self.task], dtype=np.float32), float(action[0]) + self.task, terminated,
+                False, {})
+
+
+def random_length_lanes(n, autoreset_mode=gymnasium.vector.AutoresetMode.NEXT_STEP):
+    return gymnasium.vector.SyncVectorEnv([RandomLengthEnv for _ in range(n)], autoreset_mode=autoreset_mode)
+
+
+def sample_random_length(sampling: str, horizon: int = 12) -> tuple[Trajectories, GaussianMLPPolicy]:
+    torch.manual_seed(0)
+    policy = GaussianMLPPolicy(2, 1, hidden=(8,))
+    sampler = TrajectorySampler(random_length_lanes, policy, episodes_per_task=3, horizon=horizon, sampling=sampling)
+    params = {k: v.detach().expand(2, *v.shape) for k, v in parameters_of(policy).items()}
+    return sampler.sample(params, [1.0, 2.0], seed=11), policy
+
+
+def test_steps_sampling_fills_each_lane_with_whole_episodes_as_a_single_env_steps_them():
+    horizon = 12
+    episodes, _ = sample_random_length("steps", horizon)
+    ends_early = 0
+    for lane in range(6):
+        task, column = lane // 3, lane % 3
+        mask, timesteps = episodes.mask[task, :, column], episodes.timesteps[task, :, column]
+        env = RandomLengthEnv()
+        env.task = [1.0, 2.0][task]
+        observation, _ = env.reset(seed=11 + lane)
+        steps, lengths, timestep, done = 0, [], 0, False
+        for t in range(mask.shape[0]):
+            if done and steps >= horizon:   # the lane is full: it stops after its last whole episode
+                assert mask[t:].sum() == 0
+                break
+            if done:   # the environment restarts the lane on this step; nothing is recorded
+                assert mask[t] == 0
+                observation, _ = env.reset()
+                timestep, done = 0, False
+                continue
+            assert mask[t] == 1 and timesteps[t] == timestep
+            np.testing.assert_allclose(episodes.observations[task, t, column].numpy(), observation)
+            observation, reward, terminated, _, _ = env.step(episodes.actions[task, t, column].numpy())
+            assert episodes.rewards[task, t, column].item() == pytest.approx(reward)
+            steps, timestep = steps + 1, timestep + 1
+            done = terminated or timestep == horizon
+            if done:
+                lengths.append(timestep)
+                ends_early += terminated and steps < horizon
+        assert done and steps >= horizon and max(lengths) <= horizon and steps == sum(lengths) == int(mask.sum())
+    assert ends_early >= 3   # (the seed makes episodes end early in several lanes)
+    counts = episodes.episode_counts()
+    assert (counts > 3).all()
+    expected = (episodes.rewards * episodes.mask).sum(dim=(1, 2)) / counts
+    torch.testing.assert_close(episodes.mean_returns(), expected)
+
+
+def test_episodes_sampling_gives_each_lane_one_episode_and_steps_sampling_keeps_its_first():
+    one, _ = sample_random_length("episodes")
+    many, _ = sample_random_length("steps")
+    assert (one.episode_counts() == 3).all() and (many.episode_counts() > 3).all()
+    length = one.mask.shape[1]
+    torch.testing.assert_close(many.actions[:, :length] * one.mask.unsqueeze(-1), one.actions * one.mask.unsqueeze(-1))
+    assert torch.equal(many.mask[:, :length] * one.mask, one.mask)
+
+
+def test_a_maml_trpo_step_on_lanes_of_several_episodes_improves_within_the_kl_bound():
+    torch.manual_seed(0)
+    config = MAMLTRPOConfig(episodes_per_task=3, hidden=(8,), sampling="steps")
+    policy = GaussianMLPPolicy(2, 1, hidden=config.hidden)
+    learner = MAMLTRPO(policy, TrajectorySampler(random_length_lanes, policy, 3, 12, sampling="steps"), config)
+    result = learner.meta_train_step(RLBatch([1.0, 2.0, -1.0], seed=4))
+    assert result["line_search_accepted"] == 1.0 and result["surrogate_improvement"] > 0
+    assert 0 < result["kl"] <= config.max_kl and np.isfinite(result["return_after"])
+    assert 1 <= result["episode_length_before"] < 12 and 1 <= result["episode_length_after"] < 12   # ended early
+
+
+def test_steps_sampling_refuses_an_env_that_restarts_lanes_in_the_same_step():
+    torch.manual_seed(0)
+    policy = GaussianMLPPolicy(2, 1, hidden=(8,))
+    same_step = lambda n: random_length_lanes(n, gymnasium.vector.AutoresetMode.SAME_STEP)
+    sampler = TrajectorySampler(same_step, policy, episodes_per_task=2, horizon=5, sampling="steps")
+    params = {k: v.detach().expand(1, *v.shape) for k, v in parameters_of(policy).items()}
+    with pytest.raises(ValueError, match="NEXT_STEP"):
+        sampler.sample(params, [1.0], seed=0)
+    with pytest.raises(ValueError, match="sampling"):
+        TrajectorySampler(same_step, policy, episodes_per_task=2, horizon=5, sampling="paths")
+    with pytest.raises(ValueError, match="sampling"):
+        MAMLTRPOConfig(sampling="paths")
 
 
 @pytest.mark.parametrize("activation", ["relu", "tanh"])

@@ -90,13 +90,16 @@ def test_navigation_script_resumes_exactly_and_reloads_with_metarl_evaluate(tmp_
     ("halfcheetah_vel", []), ("halfcheetah_dir", []), ("ant_vel", []),
     # the Ant vector env spawns a worker process per core, each importing torch (tens of seconds on 2 cores): once
     # is enough here, tests/test_locomotion_vector.py checks its lanes
-    ("ant_dir", ["--vectorization-mode", "sync"]), ("ant_goal", ["--vectorization-mode", "sync"]),
+    ("ant_dir", ["--vectorization-mode", "sync"]),
+    ("ant_goal", ["--vectorization-mode", "sync", "--sampling", "steps"]),
 ])
 def test_mujoco_scripts_run_end_to_end(tmp_path, name, vectorization):
     script(f"scripts/train_{name}.py", "--out", str(tmp_path), "--iterations", "1", *TINY_RL,
            "--episodes-per-task", "2", "--horizon", "5", *vectorization)
     evaluation = json.loads((tmp_path / "eval.json").read_text())
     assert evaluation["metric"] == "return" and np.isfinite(evaluation["mean"]).all()
+    sampling = json.loads((tmp_path / "config.json").read_text())["maml"]["sampling"]
+    assert sampling == ("steps" if "steps" in vectorization else "episodes")
 
 
 def test_bad_configuration_is_refused():

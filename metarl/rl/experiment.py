@@ -109,7 +109,7 @@ class RLExperiment:
         policy = GaussianMLPPolicy(observation_size, action_size, config.maml.hidden, activation=config.maml.activation,
                                    init=config.maml.policy_init)
         sampler = TrajectorySampler(self._make_vector_env, policy, config.maml.episodes_per_task, config.horizon,
-                                    self.device)
+                                    self.device, config.maml.sampling)
         self.learner = MAMLTRPO(policy, sampler, config.maml, self.device)
 
     def _make_vector_env(self, lanes: int) -> gymnasium.vector.VectorEnv:

@@ -25,7 +25,7 @@ from metarl.functional import Params, adapt, parameters_of
 from metarl.models import Activation, PolicyInit
 from metarl.rl.gaussian import kl_divergence, log_prob
 from metarl.rl.returns import discounted_returns, gae, linear_baseline, normalize
-from metarl.rl.sampler import Trajectories, TrajectorySampler, policy_per_task, stack_params
+from metarl.rl.sampler import SAMPLINGS, Sampling, Trajectories, TrajectorySampler, policy_per_task, stack_params
 from metarl.rl.trpo import LineSearchResult, backtracking_line_search, conjugate_gradient
 from metarl.tasks import Task
 
@@ -52,9 +52,15 @@ class MAMLTRPOConfig:
     first_order: bool = False
     """Drop the second-order terms of the meta-gradient and of the Fisher-vector products."""
     episodes_per_task: int = 20
-    """Episodes sampled per task for each inner step and for the meta-objective (fast batch)."""
+    """Episodes sampled per task for each inner step and for the meta-objective (fast batch); under
+    ``sampling="steps"``, lanes of ``horizon`` steps each."""
+    sampling: Sampling = "episodes"
+    """episodes: each lane one episode, as the paper's text says (20 trajectories per task); steps: each lane
+    runs whole episodes until it took ``horizon`` steps, so a task gets ``episodes_per_task x horizon`` steps
+    however early its episodes end, as rllab's sampler in MAML's code collected them."""
     eval_episodes_per_task: int = 20
-    """Episodes per task for each adaptation step and return estimate at evaluation."""
+    """Episodes per task (lanes under ``sampling="steps"``) for each adaptation step and return estimate at
+    evaluation."""
     gamma: float = 0.99
     """Discount factor."""
     gae_lambda: float = 1.0
@@ -93,6 +99,8 @@ class MAMLTRPOConfig:
         if min(self.inner_lr, self.eval_inner_lr) <= 0 or not 0 < self.eval_inner_lr_decay <= 1:
             raise ValueError("need inner_lr > 0, eval_inner_lr > 0 and 0 < eval_inner_lr_decay <= 1, got "
                              f"{self.inner_lr}, {self.eval_inner_lr}, {self.eval_inner_lr_decay}")
+        if self.sampling not in SAMPLINGS:
+            raise ValueError(f"unknown sampling {self.sampling!r}; choose one of {list(SAMPLINGS)}")
         if self.path not in ("auto", "batched", "per_task"):
             raise ValueError(f"path must be auto, batched or per_task, got {self.path!r}")
 
@@ -207,7 +215,7 @@ class MAMLTRPO:
         """Observations, actions, normalised GAE advantages (linear baseline per task) and mask."""
         c = self.config
         returns = discounted_returns(episodes.rewards, episodes.mask, c.gamma)
-        values = linear_baseline(episodes.observations, returns, episodes.mask)
+        values = linear_baseline(episodes.observations, returns, episodes.mask, timesteps=episodes.timesteps)
         advantages = normalize(gae(episodes.rewards, values, episodes.mask, c.gamma, c.gae_lambda), episodes.mask)
         return episodes.observations, episodes.actions, advantages, episodes.mask
 
@@ -307,15 +315,20 @@ class MAMLTRPO:
         objective = self.meta_objective(batch.shard(shard.slice))
         loss, search = self._trpo_step(objective)
         sampled = [*objective.inner_episodes, objective.valid_episodes]
+        before, after = sampled[0], objective.valid_episodes
         measured = distributed.mean_metrics({
-            "return_before": sampled[0].episode_returns().mean().item(),
-            "return_after": objective.valid_episodes.episode_returns().mean().item(),
+            "return_before": before.mean_returns().mean().item(),
+            "return_after": after.mean_returns().mean().item(),
+            "episode_length_before": before.env_steps / before.episode_counts().sum().item(),
+            "episode_length_after": after.env_steps / after.episode_counts().sum().item(),
             "perf/env_steps_per_second": sum(e.env_steps for e in sampled) / sum(e.seconds for e in sampled),
             "perf/sampling_seconds": sum(e.seconds for e in sampled),
         }, shard.weight)
         return {
             "return_before": measured["return_before"],
             "return_after": measured["return_after"],
+            "episode_length_before": measured["episode_length_before"],
+            "episode_length_after": measured["episode_length_after"],
             "surrogate_loss": loss,
             "surrogate_improvement": loss - search.loss,
             "kl": search.kl,
@@ -363,7 +376,7 @@ class MAMLTRPO:
 
     def _evaluate_tasks(self, batch: RLBatch, lrs: list[float]) -> Tensor:
         episodes, _ = self.adapt_for_evaluation(batch, lrs)
-        return torch.stack([e.episode_returns().mean(dim=1) for e in episodes], dim=1).cpu()
+        return torch.stack([e.mean_returns() for e in episodes], dim=1).cpu()
 
     # --- checkpoints -------------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:

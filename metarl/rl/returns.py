@@ -1,8 +1,11 @@
 """Returns, the linear feature baseline and generalised advantage estimates of a batch of episodes.
 
-Tensors are laid out ``[..., horizon, episodes]`` (time on the second-to-last axis), with a ``mask``
-of the same shape that is 1 for steps inside an episode and 0 after it ended; leading axes (tasks)
-are batched, so one call handles a whole meta-batch.
+Tensors are laid out ``[..., time, lanes]`` (time on the second-to-last axis), with a ``mask`` of the
+same shape that is 1 for the steps of an episode and 0 where a lane has none; leading axes (tasks) are
+batched, so one call handles a whole meta-batch. A lane may hold several episodes if a masked step
+separates each from the next (:class:`metarl.rl.sampler.Trajectories` has the step on which the
+environment restarts the lane), so nothing is carried from one into the other; the baseline's time
+feature then needs ``timesteps``, each step's index within its episode.
 """
 
 from __future__ import annotations
@@ -12,7 +15,7 @@ from torch import Tensor
 
 
 def discounted_returns(rewards: Tensor, mask: Tensor, gamma: float) -> Tensor:
-    """``R_t = sum_k gamma^k r_{t+k}`` within each episode (0 after its end)."""
+    """``R_t = sum_k gamma^k r_{t+k}`` within each episode (0 where the mask is)."""
     returns = torch.zeros_like(rewards)
     running = torch.zeros_like(rewards[..., 0, :])
     for t in reversed(range(rewards.shape[-2])):
@@ -21,17 +24,22 @@ def discounted_returns(rewards: Tensor, mask: Tensor, gamma: float) -> Tensor:
     return returns
 
 
-def baseline_features(observations: Tensor, mask: Tensor) -> Tensor:
-    """rllab's ``LinearFeatureBaseline`` features: clipped obs, obs^2, t/100 and its powers, 1."""
+def baseline_features(observations: Tensor, mask: Tensor, timesteps: Tensor | None = None) -> Tensor:
+    """rllab's ``LinearFeatureBaseline`` features: clipped obs, obs^2, t/100 and its powers, 1, with t the
+    step's index in its episode."""
     obs = observations.clamp(-10, 10)
-    horizon = observations.shape[-3]
-    time = torch.arange(horizon, dtype=obs.dtype, device=obs.device).view(horizon, 1, 1) / 100.0
-    time = time.expand(*obs.shape[:-1], 1)
+    if timesteps is None:
+        horizon = observations.shape[-3]
+        time = torch.arange(horizon, dtype=obs.dtype, device=obs.device).view(horizon, 1, 1) / 100.0
+        time = time.expand(*obs.shape[:-1], 1)
+    else:
+        time = timesteps.to(obs.dtype).unsqueeze(-1) / 100.0
     features = torch.cat([obs, obs.pow(2), time, time.pow(2), time.pow(3), torch.ones_like(time)], dim=-1)
     return features * mask.unsqueeze(-1)
 
 
-def linear_baseline(observations: Tensor, returns: Tensor, mask: Tensor, reg: float = 1e-5) -> Tensor:
+def linear_baseline(observations: Tensor, returns: Tensor, mask: Tensor, reg: float = 1e-5,
+                    timesteps: Tensor | None = None) -> Tensor:
     """Values of a ridge regression of ``returns`` on :func:`baseline_features`, fitted per leading index.
 
     Each task's fit is on the episodes it then predicts (as pytorch-maml-rl). rllab's sampler, which MAML's
@@ -41,7 +49,7 @@ def linear_baseline(observations: Tensor, returns: Tensor, mask: Tensor, reg: fl
     equations are solved by Cholesky in float64: ``torch.linalg.lstsq`` gave different answers for
     the same input on the CPU, which broke run-to-run reproducibility.
     """
-    features = baseline_features(observations, mask)
+    features = baseline_features(observations, mask, timesteps)
     flat = features.flatten(-3, -2).double()                 # [..., horizon * episodes, features]
     gram = flat.transpose(-1, -2) @ flat
     target = flat.transpose(-1, -2) @ returns.flatten(-2).double().unsqueeze(-1)

@@ -6,6 +6,13 @@ environment step. Policies act in [-1, 1] and the sampler rescales to the enviro
 bounds (:func:`action_affine`); the recorded actions are the policy's. Lane ``i`` belongs to task
 ``i // episodes_per_task``; tasks are assigned with
 gymnasium's per-lane ``set_attr("task", [...])``.
+
+Each task gets ``episodes_per_task`` lanes. Under ``sampling="episodes"`` (the paper's "20 trajectories
+per task") a lane runs one episode of at most ``horizon`` steps. Under ``sampling="steps"`` (rllab's
+``BatchSampler`` in MAML's code: at least ``episodes_per_task x horizon`` steps per task, in whole
+episodes) a lane whose episode ends before the lane has taken ``horizon`` steps starts another and
+finishes the last one it starts, so an Ant that falls early is replaced by new episodes instead of
+leaving its task with fewer steps.
 """
 
 from __future__ import annotations
@@ -13,29 +20,38 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Literal, get_args
 
 import gymnasium
 import numpy as np
 import torch
+from gymnasium.vector import AutoresetMode
 from torch import Tensor, nn
 from torch.func import functional_call, vmap
 
 from metarl.functional import Params
 from metarl.tasks import Task
 
+Sampling = Literal["episodes", "steps"]
+"""What fills a task's lanes: one episode each, or episodes back to back until each lane took ``horizon`` steps."""
+SAMPLINGS: tuple[str, ...] = get_args(Sampling)
+
 
 @dataclass
 class Trajectories:
-    """Episodes grouped by task: tensors shaped ``[tasks, horizon, episodes, ...]``.
+    """Episodes grouped by task: tensors shaped ``[tasks, time, lanes, ...]``.
 
-    ``mask`` is 1 for the steps of an episode and 0 after it ended (a terminated Ant, say), so sums
-    over masked steps are per-episode quantities.
+    ``mask`` is 1 for the steps of an episode and 0 where a lane has no step: after its last episode
+    ended (a terminated Ant, say), or while the environment restarts it between two episodes.
+    ``timesteps`` counts each step from the start of its episode (0 at the first step), so a lane of
+    several episodes (``sampling="steps"``) is cut into them where it is 0.
     """
 
     observations: Tensor
     actions: Tensor
     rewards: Tensor
     mask: Tensor
+    timesteps: Tensor
     tasks: list[Task]
     seconds: float
     """Wall time of the sampling (environment and policy)."""
@@ -44,9 +60,17 @@ class Trajectories:
     def env_steps(self) -> int:
         return int(self.mask.sum().item())
 
-    def episode_returns(self) -> Tensor:
-        """Undiscounted return of every episode, ``[tasks, episodes]``."""
-        return (self.rewards * self.mask).sum(dim=1)
+    def starts(self) -> Tensor:
+        """1 at the first step of every episode, ``[tasks, time, lanes]``."""
+        return self.mask * (self.timesteps == 0)
+
+    def episode_counts(self) -> Tensor:
+        """Episodes of each task, ``[tasks]``."""
+        return self.starts().sum(dim=(1, 2))
+
+    def mean_returns(self) -> Tensor:
+        """Mean undiscounted episode return of each task, ``[tasks]``."""
+        return (self.rewards * self.mask).sum(dim=(1, 2)) / self.episode_counts()
 
 
 def stack_params(params: Params, tasks: int) -> Params:
@@ -84,11 +108,13 @@ def action_affine(space: gymnasium.spaces.Space, dtype: torch.dtype, device: tor
 
 
 class TrajectorySampler:
-    """Samples ``episodes_per_task`` episodes of at most ``horizon`` steps for each task, in lock-step.
+    """Samples ``episodes_per_task`` lanes of episodes of at most ``horizon`` steps for each task, in lock-step.
 
     ``make_env(lanes)`` builds the vector environment (for example
     ``lambda n: gymnasium.make_vec("envs:metarl/Navigation2D-v0", num_envs=n)``); it is built once
-    per lane count and reused.
+    per lane count and reused. ``sampling`` chooses what a lane holds (see the module's docstring); under
+    ``"steps"`` the environment must restart a finished lane on its next step
+    (``AutoresetMode.NEXT_STEP``, gymnasium's default and that of every environment here).
     """
 
     def __init__(
@@ -98,11 +124,14 @@ class TrajectorySampler:
         episodes_per_task: int,
         horizon: int,
         device: torch.device | str = "cpu",
+        sampling: Sampling = "episodes",
     ) -> None:
         if episodes_per_task < 1 or horizon < 1:
             raise ValueError(f"need episodes_per_task >= 1 and horizon >= 1, got {episodes_per_task}, {horizon}")
+        if sampling not in SAMPLINGS:
+            raise ValueError(f"unknown sampling {sampling!r}; choose one of {list(SAMPLINGS)}")
         self.make_env, self.policy = make_env, policy
-        self.episodes_per_task, self.horizon = episodes_per_task, horizon
+        self.episodes_per_task, self.horizon, self.sampling = episodes_per_task, horizon, sampling
         self.device = torch.device(device)
         self._envs: dict[int, gymnasium.vector.VectorEnv] = {}
 
@@ -111,6 +140,10 @@ class TrajectorySampler:
             env = self.make_env(lanes)
             if env.num_envs != lanes:
                 raise ValueError(f"make_env({lanes}) returned a vector env of {env.num_envs} lanes")
+            autoreset = env.metadata.get("autoreset_mode", AutoresetMode.NEXT_STEP)
+            if self.sampling == "steps" and autoreset != AutoresetMode.NEXT_STEP:
+                raise ValueError(f"sampling='steps' needs a vector env that restarts a lane on the step after it "
+                                 f"ended (AutoresetMode.NEXT_STEP); make_env({lanes}) gave {autoreset}")
             self._envs[lanes] = env
         return self._envs[lanes]
 
@@ -156,10 +189,14 @@ class TrajectorySampler:
         generator = torch.Generator(device=self.device).manual_seed(seed)
         started = time.perf_counter()
         observation, _ = env.reset(seed=seed + first_task * per_task)  # lane i gets seed + i, i counted in the batch
-        columns: dict[str, list[Tensor]] = {"observations": [], "actions": [], "rewards": [], "mask": []}
-        alive = torch.ones(lanes, dtype=torch.bool)
+        columns: dict[str, list[Tensor]] = {"observations": [], "actions": [], "rewards": [], "mask": [],
+                                            "timesteps": []}
+        alive = torch.ones(lanes, dtype=torch.bool)         # the lane still samples
+        restarting = torch.zeros(lanes, dtype=torch.bool)   # its episode ended: this step restarts it, unrecorded
+        timestep = torch.zeros(lanes, dtype=torch.long)
+        lane_steps = torch.zeros(lanes, dtype=torch.long)
         action_size, dtype = self.policy.log_std.shape[0], self.policy.log_std.dtype
-        for _ in range(self.horizon):
+        while alive.any():
             obs = torch.as_tensor(np.asarray(observation), dtype=dtype, device=self.device)
             obs = obs.view(n_tasks, per_task, -1)
             noise = torch.randn(batch_size, per_task, action_size, generator=generator, device=self.device,
@@ -167,13 +204,22 @@ class TrajectorySampler:
             action = self._actions(stacked, obs, noise)
             env_action = action.view(lanes, -1) * scale + center
             observation, reward, terminated, truncated, _ = env.step(env_action.cpu().numpy())
+            recorded = alive & ~restarting
             columns["observations"].append(obs)
             columns["actions"].append(action)
             columns["rewards"].append(torch.as_tensor(np.asarray(reward), dtype=dtype).view(n_tasks, per_task))
-            columns["mask"].append(alive.to(dtype).view(n_tasks, per_task))
-            alive &= ~torch.as_tensor(np.logical_or(terminated, truncated))
-            if not alive.any():
-                break
+            columns["mask"].append(recorded.to(dtype).view(n_tasks, per_task))
+            columns["timesteps"].append(timestep.view(n_tasks, per_task))
+            # an episode ends where the environment says so or at the horizon; one that reaches the horizon
+            # has filled its lane, so the environment never has to restart a lane it did not end itself
+            ended = recorded & (torch.as_tensor(np.logical_or(terminated, truncated)) | (timestep + 1 >= self.horizon))
+            lane_steps += recorded
+            timestep = torch.where(recorded & ~ended, timestep + 1, 0)
+            if self.sampling == "episodes":
+                alive &= ~ended
+            else:
+                alive &= ~(ended & (lane_steps >= self.horizon))
+                restarting = ended & alive
         seconds = time.perf_counter() - started
         batch = {name: torch.stack(values, dim=1).to(self.device) for name, values in columns.items()}
         return Trajectories(**batch, tasks=tasks, seconds=seconds)
