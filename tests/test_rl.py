@@ -305,6 +305,22 @@ def test_a_maml_trpo_step_on_lanes_of_several_episodes_improves_within_the_kl_bo
     assert 1 <= result["episode_length_before"] < 12 and 1 <= result["episode_length_after"] < 12   # ended early
 
 
+def test_a_share_of_a_meta_batch_samples_the_lanes_of_several_episodes_the_whole_batch_gives_it():
+    # what torchrun's ranks rely on: a process that samples tasks 2-4 of 5 gets their lanes as sampled in the
+    # whole batch, however long each lane runs
+    torch.manual_seed(0)
+    policy = GaussianMLPPolicy(2, 1, hidden=(8,))
+    sampler = TrajectorySampler(random_length_lanes, policy, episodes_per_task=3, horizon=12, sampling="steps")
+    params = {k: v.detach().expand(5, *v.shape) for k, v in parameters_of(policy).items()}
+    tasks = [1.0, 2.0, -1.0, 0.5, 3.0]
+    whole = sampler.sample(params, tasks, seed=2)
+    share = sampler.sample({k: v[2:] for k, v in params.items()}, tasks[2:], seed=2, first_task=2, batch_size=5)
+    steps = share.mask.shape[1]
+    assert (share.episode_counts() > 3).all() and whole.mask[2:, steps:].sum() == 0
+    for name in ("observations", "actions", "rewards", "mask", "timesteps"):
+        assert torch.equal(getattr(share, name), getattr(whole, name)[2:, :steps]), name
+
+
 def test_steps_sampling_refuses_an_env_that_restarts_lanes_in_the_same_step():
     torch.manual_seed(0)
     policy = GaussianMLPPolicy(2, 1, hidden=(8,))
