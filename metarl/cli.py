@@ -41,7 +41,8 @@ def _evaluate_supervised(args: argparse.Namespace, method: str) -> tuple[EvalRes
     else:
         from metarl.experiment import load_experiment
 
-    rl_only = [f"--{name.replace('_', '-')}" for name in ("seed", "step_sizes") if getattr(args, name) is not None]
+    rl_only = [f"--{name.replace('_', '-')}" for name in ("seed", "step_sizes", "sampling")
+               if getattr(args, name) is not None]
     if rl_only:
         raise ValueError(f"{', '.join(rl_only)} applies to reinforcement-learning runs only")
     experiment, step = load_experiment(args.checkpoint, device=args.device)
@@ -61,7 +62,7 @@ def _evaluate_rl(args: argparse.Namespace) -> tuple[EvalResult, int, str]:
     supervised_only = [f"--{name}" for name in ("shots", "ways", "queries", "part") if getattr(args, name) is not None]
     if supervised_only:
         raise ValueError(f"{', '.join(supervised_only)} does not apply to a reinforcement-learning run")
-    experiment, step = load_rl_experiment(args.checkpoint, device=args.device)
+    experiment, step = load_rl_experiment(args.checkpoint, device=args.device, sampling=args.sampling)
     result = experiment.evaluate(args.tasks or 40, args.steps, seed=args.seed, step_sizes=args.step_sizes)
     return result, step, experiment.config.env_id
 
@@ -105,6 +106,9 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--step-sizes", type=float, nargs="+", default=None, metavar="SIZE",
                           help="reinforcement-learning runs: one size per adaptation step, in order (default: the "
                                "run's schedule)")
+    evaluate.add_argument("--sampling", default=None,
+                          help="reinforcement-learning runs: episodes (one per lane) or steps (whole episodes until "
+                               "each lane took the horizon's steps); default: the run's own")
     evaluate.add_argument("--device", default=None, help="auto, cpu or cuda (default: the run's own setting)")
     evaluate.add_argument("--json", action="store_true", help="print the result as JSON (the eval.json shape)")
     evaluate.set_defaults(run=_evaluate)

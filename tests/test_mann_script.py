@@ -48,7 +48,8 @@ def test_script_runs_resumes_exactly_and_metarl_evaluate_reports_instances(tmp_p
     assert "accuracy at instance 2:" in text
     for flag, value, message in [("--steps", "3", "--steps does not apply"), ("--shots", "2", "--shots does not apply"),
                                  ("--ways", "10", "changes the inputs or labels"),
-                                 ("--seed", "1", "--seed applies to reinforcement-learning runs only")]:
+                                 ("--seed", "1", "--seed applies to reinforcement-learning runs only"),
+                                 ("--sampling", "steps", "--sampling applies to reinforcement-learning runs only")]:
         bad = metarl("evaluate", "--checkpoint", str(straight), "--tasks", "2", flag, value, env=env, check=False)
         assert bad.returncode == 2 and message in bad.stderr and "Traceback" not in bad.stderr
 

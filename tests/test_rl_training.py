@@ -84,6 +84,12 @@ def test_navigation_script_resumes_exactly_and_reloads_with_metarl_evaluate(tmp_
     assert tuning["steps"] == [0, 1, 2] and tuning["seed"] == 1 and tuning["step_sizes"] == pytest.approx([0.3, 0.1])
     refused = metarl("evaluate", "--checkpoint", str(resumed), "--steps", "3", "--step-sizes", "0.1", check=False)
     assert refused.returncode == 2 and "3 adaptation steps but 1 step sizes" in refused.stderr
+    assert reloaded["sampling"] == "episodes"
+    out = metarl("evaluate", "--checkpoint", str(resumed), "--tasks", "2", "--steps", "1", "--sampling", "steps",
+                 "--json")
+    assert json.loads(out.stdout)["sampling"] == "steps"
+    refused = metarl("evaluate", "--checkpoint", str(resumed), "--sampling", "paths", check=False)
+    assert refused.returncode == 2 and "unknown sampling 'paths'" in refused.stderr
 
 
 @pytest.mark.parametrize(("name", "vectorization"), [

@@ -8,7 +8,7 @@ Environments are named by gymnasium id. ``metarl`` never imports ``envs``; gymna
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -25,7 +25,7 @@ from metarl.plots import FigureHook, navigation_figure
 from metarl.rl.maml_trpo import MAMLTRPO, MAMLTRPOConfig, RLBatch
 from metarl.rl.parallel import ShardedVectorEnv
 from metarl.rl.rollouts import trajectory_stages
-from metarl.rl.sampler import TrajectorySampler
+from metarl.rl.sampler import Sampling, TrajectorySampler
 from metarl.rl.task_observation import TaskInObservation, task_features
 from metarl.script import run_script
 from metarl.tasks import TaskDistribution
@@ -139,7 +139,8 @@ class RLExperiment:
                                                 int(rng.integers(2**31))), step_sizes=step_sizes)
                   for start in range(0, tasks, size)]
         protocol = {"env_id": self.config.env_id, "horizon": self.config.horizon, "seed": seed,
-                    "episodes_per_task": self.config.maml.eval_episodes_per_task, "step_sizes": step_sizes}
+                    "episodes_per_task": self.config.maml.eval_episodes_per_task,
+                    "sampling": self.config.maml.sampling, "step_sizes": step_sizes}
         return EvalResult.from_values("return", torch.cat(values).numpy().astype(np.float64), protocol)
 
     def trajectories_figure(self) -> Figure:
@@ -178,9 +179,16 @@ def run_maml_trpo(config: RLConfig) -> tuple[RLExperiment, EvalResult | None, Ev
     return experiment, untrained, trained
 
 
-def load_rl_experiment(path: str | Path, device: str | None = None) -> tuple[RLExperiment, int]:
-    """Rebuild a MAML-TRPO run from its folder (or its ``checkpoint.pt``) with the trained policy."""
-    return reload_run(path, MAMLTRPO.method, RLConfig.from_json, RLExperiment, device)
+def load_rl_experiment(path: str | Path, device: str | None = None,
+                       sampling: Sampling | None = None) -> tuple[RLExperiment, int]:
+    """Rebuild a MAML-TRPO run from its folder (or its ``checkpoint.pt``) with the trained policy; ``sampling``
+    replaces the run's own (to evaluate under the other protocol)."""
+    def build(config: RLConfig) -> RLExperiment:
+        if sampling is not None:
+            config.maml = replace(config.maml, sampling=sampling)
+        return RLExperiment(config)
+
+    return reload_run(path, MAMLTRPO.method, RLConfig.from_json, build, device)
 
 
 def locomotion_config(env_id: str, out: str) -> RLConfig:
