@@ -64,7 +64,6 @@ def test_returns_advantages_and_baseline_do_not_cross_the_start_of_an_episode():
     # one lane: an episode of two steps, the step the environment restarts on (masked), an episode of two
     rewards = torch.tensor([[[1.0], [2.0], [9.0], [3.0], [4.0]]])
     mask = torch.tensor([[[1.0], [1.0], [0.0], [1.0], [1.0]]])
-    timesteps = torch.tensor([[[0], [1], [0], [0], [1]]])
     returns = discounted_returns(rewards, mask, 0.5)
     torch.testing.assert_close(returns, torch.tensor([[[2.0], [2.0], [0.0], [5.0], [4.0]]]))
     values = torch.tensor([[[1.0], [0.5], [0.0], [2.0], [1.0]]])
@@ -240,17 +239,18 @@ def random_length_lanes(n, autoreset_mode=gymnasium.vector.AutoresetMode.NEXT_ST
     return gymnasium.vector.SyncVectorEnv([RandomLengthEnv for _ in range(n)], autoreset_mode=autoreset_mode)
 
 
-def sample_random_length(sampling: str, horizon: int = 12) -> tuple[Trajectories, GaussianMLPPolicy]:
+def sample_random_length(sampling: str, horizon: int = 12) -> Trajectories:
+    """Two tasks of three lanes each from the same untrained policy and seed."""
     torch.manual_seed(0)
     policy = GaussianMLPPolicy(2, 1, hidden=(8,))
     sampler = TrajectorySampler(random_length_lanes, policy, episodes_per_task=3, horizon=horizon, sampling=sampling)
     params = {k: v.detach().expand(2, *v.shape) for k, v in parameters_of(policy).items()}
-    return sampler.sample(params, [1.0, 2.0], seed=11), policy
+    return sampler.sample(params, [1.0, 2.0], seed=11)
 
 
 def test_steps_sampling_fills_each_lane_with_whole_episodes_as_a_single_env_steps_them():
     horizon = 12
-    episodes, _ = sample_random_length("steps", horizon)
+    episodes = sample_random_length("steps", horizon)
     ends_early = 0
     for lane in range(6):
         task, column = lane // 3, lane % 3
@@ -286,8 +286,8 @@ def test_steps_sampling_fills_each_lane_with_whole_episodes_as_a_single_env_step
 
 
 def test_episodes_sampling_gives_each_lane_one_episode_and_steps_sampling_keeps_its_first():
-    one, _ = sample_random_length("episodes")
-    many, _ = sample_random_length("steps")
+    one = sample_random_length("episodes")
+    many = sample_random_length("steps")
     assert (one.episode_counts() == 3).all() and (many.episode_counts() > 3).all()
     length = one.mask.shape[1]
     torch.testing.assert_close(many.actions[:, :length] * one.mask.unsqueeze(-1), one.actions * one.mask.unsqueeze(-1))
