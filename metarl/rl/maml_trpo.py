@@ -25,7 +25,7 @@ from metarl.functional import Params, adapt, parameters_of
 from metarl.models import Activation, PolicyInit
 from metarl.rl.gaussian import kl_divergence, log_prob
 from metarl.rl.returns import discounted_returns, gae, linear_baseline, normalize
-from metarl.rl.sampler import SAMPLINGS, Sampling, Trajectories, TrajectorySampler, policy_per_task, stack_params
+from metarl.rl.sampler import Sampling, Trajectories, TrajectorySampler, check_sampling, policy_per_task, stack_params
 from metarl.rl.trpo import LineSearchResult, backtracking_line_search, conjugate_gradient
 from metarl.tasks import Task
 
@@ -99,8 +99,7 @@ class MAMLTRPOConfig:
         if min(self.inner_lr, self.eval_inner_lr) <= 0 or not 0 < self.eval_inner_lr_decay <= 1:
             raise ValueError("need inner_lr > 0, eval_inner_lr > 0 and 0 < eval_inner_lr_decay <= 1, got "
                              f"{self.inner_lr}, {self.eval_inner_lr}, {self.eval_inner_lr_decay}")
-        if self.sampling not in SAMPLINGS:
-            raise ValueError(f"unknown sampling {self.sampling!r}; choose one of {list(SAMPLINGS)}")
+        check_sampling(self.sampling)
         if self.path not in ("auto", "batched", "per_task"):
             raise ValueError(f"path must be auto, batched or per_task, got {self.path!r}")
 

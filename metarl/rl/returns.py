@@ -28,12 +28,10 @@ def baseline_features(observations: Tensor, mask: Tensor, timesteps: Tensor | No
     """rllab's ``LinearFeatureBaseline`` features: clipped obs, obs^2, t/100 and its powers, 1, with t the
     step's index in its episode."""
     obs = observations.clamp(-10, 10)
-    if timesteps is None:
+    if timesteps is None:   # one episode per lane, from time 0
         horizon = observations.shape[-3]
-        time = torch.arange(horizon, dtype=obs.dtype, device=obs.device).view(horizon, 1, 1) / 100.0
-        time = time.expand(*obs.shape[:-1], 1)
-    else:
-        time = timesteps.to(obs.dtype).unsqueeze(-1) / 100.0
+        timesteps = torch.arange(horizon, device=obs.device).view(horizon, 1).expand(obs.shape[:-1])
+    time = timesteps.to(obs.dtype).unsqueeze(-1) / 100.0
     features = torch.cat([obs, obs.pow(2), time, time.pow(2), time.pow(3), torch.ones_like(time)], dim=-1)
     return features * mask.unsqueeze(-1)
 

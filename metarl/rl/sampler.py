@@ -37,6 +37,12 @@ Sampling = Literal["episodes", "steps"]
 SAMPLINGS: tuple[str, ...] = get_args(Sampling)
 
 
+def check_sampling(sampling: str) -> None:
+    """Refuse a name that is not one of :data:`SAMPLINGS`."""
+    if sampling not in SAMPLINGS:
+        raise ValueError(f"unknown sampling {sampling!r}; choose one of {list(SAMPLINGS)}")
+
+
 @dataclass
 class Trajectories:
     """Episodes grouped by task: tensors shaped ``[tasks, time, lanes, ...]``.
@@ -128,8 +134,7 @@ class TrajectorySampler:
     ) -> None:
         if episodes_per_task < 1 or horizon < 1:
             raise ValueError(f"need episodes_per_task >= 1 and horizon >= 1, got {episodes_per_task}, {horizon}")
-        if sampling not in SAMPLINGS:
-            raise ValueError(f"unknown sampling {sampling!r}; choose one of {list(SAMPLINGS)}")
+        check_sampling(sampling)
         self.make_env, self.policy = make_env, policy
         self.episodes_per_task, self.horizon, self.sampling = episodes_per_task, horizon, sampling
         self.device = torch.device(device)
