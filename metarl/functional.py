@@ -9,7 +9,7 @@ meta-batch of tasks) and with ordinary autograd (second-order meta-gradients).
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, Literal, get_args
 
 import torch
 import torch.nn.functional as F
@@ -20,6 +20,17 @@ from torch.func import functional_call, grad
 Params = dict[str, Tensor]
 LearningRate = float | Mapping[str, Tensor]
 LossFn = Callable[[Params, Any], Tensor]
+
+MetaBatchPath = Literal["auto", "batched", "per_task"]
+"""How a meta-batch of tasks is computed: ``vmap`` over the tasks, a per-task loop, or the one measured
+faster for the model and device (each meta-learner's own rule)."""
+META_BATCH_PATHS: tuple[str, ...] = get_args(MetaBatchPath)
+
+
+def check_path(path: str) -> None:
+    """Refuse a meta-batch path that is not one of :data:`META_BATCH_PATHS`."""
+    if path not in META_BATCH_PATHS:
+        raise ValueError(f"unknown path {path!r}; choose one of {list(META_BATCH_PATHS)}")
 
 LOSSES: dict[str, Callable[[Tensor, Tensor], Tensor]] = {
     "mse": F.mse_loss,

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 from functools import partial
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar
 
 import torch
 import torch.utils.checkpoint
@@ -19,7 +19,18 @@ from torch.func import vmap
 
 from metarl import distributed
 from metarl.few_shot import EpisodicTraining
-from metarl.functional import LOSSES, LearningRate, Params, adapt, forward, metric_of_loss, parameters_of, score
+from metarl.functional import (
+    LOSSES,
+    LearningRate,
+    MetaBatchPath,
+    Params,
+    adapt,
+    check_path,
+    forward,
+    metric_of_loss,
+    parameters_of,
+    score,
+)
 from metarl.models import build_model, vmap_safe_norm
 from metarl.tasks import Episode, SupervisedTaskDistribution
 
@@ -40,7 +51,7 @@ class MAMLConfig:
     """Learn one inner step size per parameter element (Meta-SGD, Li et al. 2017), starting at inner_lr."""
     meta_lr: float = 1e-3
     """Adam step size of the outer (meta) update (beta in the paper)."""
-    path: Literal["auto", "batched", "per_task"] = "auto"
+    path: MetaBatchPath = "auto"
     """How the meta-batch is computed: vmap over tasks, a per-task loop, or the faster for the device."""
     checkpoint_steps: bool = False
     """Gradient checkpointing of the inner steps: keep only each step's parameters and recompute its
@@ -54,8 +65,7 @@ class MAMLConfig:
             raise ValueError(
                 f"need inner_steps >= 1 and eval_inner_steps >= 0, got {self.inner_steps}, {self.eval_inner_steps}"
             )
-        if self.path not in ("auto", "batched", "per_task"):
-            raise ValueError(f"path must be 'auto', 'batched' or 'per_task', got {self.path!r}")
+        check_path(self.path)
 
 
 def choose_batched(model: nn.Module, device: torch.device) -> bool:

@@ -30,6 +30,8 @@ from metarl import cli
 from metarl.checkpoint import load_checkpoint, save_checkpoint
 from metarl.experiment import task_family
 from metarl.interrupt import StopRequest
+from metarl.maml import MAMLConfig
+from metarl.rl import MAMLTRPOConfig
 
 ITERATIONS = "200"
 SINUSOID = ["scripts/train_sinusoid.py", "--no-plot", *TINY_SINUSOID]
@@ -77,6 +79,13 @@ def run_copy(finished: Path, tmp_path: Path) -> Path:
 def test_non_positive_iterations_or_learning_rate(tmp_path, flag, value, phrase):
     refused(sinusoid(tmp_path / "run", flag, value), "train_sinusoid.py", phrase)
     assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("config_class", [MAMLConfig, MAMLTRPOConfig])
+def test_both_maml_configs_refuse_an_unknown_meta_batch_path(config_class):
+    assert config_class(path="per_task").path == "per_task"
+    with pytest.raises(ValueError, match=r"unknown path 'vmap'; choose one of \['auto', 'batched', 'per_task'\]"):
+        config_class(path="vmap")
 
 
 def test_a_folder_that_holds_a_run_is_not_overwritten(run_copy):
