@@ -10,6 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from gymnasium.envs.registration import parse_env_id
+
 from metarl.sequence_models import SEQUENCE_MODELS
 
 
@@ -55,6 +57,13 @@ _TABLE = (
            PaperResult(_FINN, "return", (0, 1, 2, 3), (-40.4, -11.7, -3.3, -3.2))),
     _Entry({"task": "HalfCheetahVel"},
            PaperResult(_FINN, "return", (0, 1, 3), (-129.5, -78.6, -60.8))),
+    _Entry({"task": "HalfCheetahDir"},
+           PaperResult(_FINN, "return", (0, 1, 3), (-50.7, 293.2, 315.7))),
+    # the Ant figures hold for rllab's Ant dynamics (v1), not for gymnasium's v5 Ant (v0)
+    _Entry({"task": "AntVel", "version": "v1"},
+           PaperResult(_FINN, "return", (0, 1, 3), (30.6, 96.7, 101.4))),
+    _Entry({"task": "AntDir", "version": "v1"},
+           PaperResult(_FINN, "return", (0, 1, 3), (8.7, 499.2, 499.1))),
     _Entry({"task": "omniglot-sequences", "method": "mann", "ways": 5, "labels": "one_hot"},
            PaperResult(_SANTORO, "accuracy", (1, 2, 3, 4, 5, 10), (0.364, 0.828, 0.910, 0.926, 0.949, 0.981),
                        "instance")),
@@ -75,14 +84,16 @@ _TABLE = (
 
 def run_key(config: dict[str, Any]) -> dict[str, Any]:
     """What identifies a run's problem: ``task`` (family, or the environment's name without namespace and
-    version, e.g. ``Navigation2D``), ``method`` and the family's options (ways, shots, split, labels).
+    version, e.g. ``Navigation2D``, with the ``version`` apart, e.g. ``v1``), ``method`` and the family's
+    options (ways, shots, split, labels).
 
     Reads the three kinds of ``config.json``: supervised (``method``, or the older ``maml`` entry),
     MANN (``model`` is mann, lstm or ff) and MAML-TRPO (``env_id``).
     """
     if "env_id" in config:
-        name = config["env_id"].split(":")[-1].split("/")[-1]
-        return {"task": name.rsplit("-v", 1)[0], "method": "oracle" if config.get("oracle") else "maml_trpo"}
+        _, task, version = parse_env_id(config["env_id"].split(":")[-1])
+        return {"task": task, "version": None if version is None else f"v{version}",
+                "method": "oracle" if config.get("oracle") else "maml_trpo"}
     if config.get("model") in SEQUENCE_MODELS:
         method = config["model"]
     elif "method" in config:

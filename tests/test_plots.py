@@ -69,7 +69,10 @@ def test_paper_figures_apply_only_to_runs_with_the_same_problem_and_method():
     assert paper_result(omniglot).value_at(5) == 0.958
     assert paper_result({**omniglot, "method": "meta_lstm"}) is None
     assert paper_result({"env_id": "envs:metarl/Navigation2D-v0", "maml": {}}).value_at(3) == -3.2
-    assert paper_result({"env_id": "envs:metarl/AntVel-v0", "maml": {}}) is None
+    assert paper_result({"env_id": "envs:metarl/HalfCheetahDir-v0", "maml": {}}).value_at(1) == 293.2
+    assert paper_result({"env_id": "envs:metarl/AntDir-v1", "maml": {}}).value_at(3) == 499.1
+    assert paper_result({"env_id": "envs:metarl/AntVel-v1", "maml": {}}).value_at(0) == 30.6
+    assert paper_result({"env_id": "envs:metarl/AntVel-v0", "maml": {}}) is None  # gymnasium's Ant, not rllab's
     assert paper_result(MANN_5WAY).values[1] == 0.828 and paper_result(MANN_5WAY).step_kind == "instance"
     assert paper_result({**MANN_5WAY, "model": "lstm"}).value_at(2) == 0.495
     assert paper_result({**MANN_5WAY, "model": "ff"}) is None
