@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from metarl.choices import check_choice
 from metarl.evaluate import EvalResult, evaluate_supervised
 from metarl.few_shot import FewShotLearner
 from metarl.maml import MAML, MAMLConfig
@@ -62,8 +63,7 @@ LEARNERS: dict[str, type[FewShotLearner]] = {
 
 
 def learner_class(method: str) -> type[FewShotLearner]:
-    if method not in LEARNERS:
-        raise ValueError(f"unknown supervised method {method!r}; choose one of {sorted(LEARNERS)}")
+    check_choice("supervised method", method, sorted(LEARNERS))
     return LEARNERS[method]
 
 

@@ -26,12 +26,6 @@ MetaBatchPath = Literal["auto", "batched", "per_task"]
 faster for the model and device (each meta-learner's own rule)."""
 META_BATCH_PATHS: tuple[str, ...] = get_args(MetaBatchPath)
 
-
-def check_path(path: str) -> None:
-    """Refuse a meta-batch path that is not one of :data:`META_BATCH_PATHS`."""
-    if path not in META_BATCH_PATHS:
-        raise ValueError(f"unknown path {path!r}; choose one of {list(META_BATCH_PATHS)}")
-
 LOSSES: dict[str, Callable[[Tensor, Tensor], Tensor]] = {
     "mse": F.mse_loss,
     "cross_entropy": F.cross_entropy,

@@ -18,14 +18,15 @@ from torch import Tensor, nn
 from torch.func import vmap
 
 from metarl import distributed
+from metarl.choices import check_choice
 from metarl.few_shot import EpisodicTraining
 from metarl.functional import (
     LOSSES,
+    META_BATCH_PATHS,
     LearningRate,
     MetaBatchPath,
     Params,
     adapt,
-    check_path,
     forward,
     metric_of_loss,
     parameters_of,
@@ -65,7 +66,7 @@ class MAMLConfig:
             raise ValueError(
                 f"need inner_steps >= 1 and eval_inner_steps >= 0, got {self.inner_steps}, {self.eval_inner_steps}"
             )
-        check_path(self.path)
+        check_choice("path", self.path, META_BATCH_PATHS)
 
 
 def choose_batched(model: nn.Module, device: torch.device) -> bool:
@@ -91,8 +92,7 @@ class MAML(EpisodicTraining):
     adapts: ClassVar[bool] = True
 
     def __init__(self, model: nn.Module, loss: str, config: MAMLConfig | None = None, device: str | torch.device = "cpu"):
-        if loss not in LOSSES:
-            raise ValueError(f"unknown loss {loss!r}; choose one of {sorted(LOSSES)}")
+        check_choice("loss", loss, sorted(LOSSES))
         self.config = config or MAMLConfig()
         self.device = torch.device(device)
         self.model = model.to(self.device)

@@ -25,6 +25,7 @@ from typing import Any, ClassVar
 import torch
 from torch import Tensor, nn
 
+from metarl.choices import check_choice
 from metarl.few_shot import EpisodicTraining
 from metarl.functional import LOSSES, Params, forward, metric_of_loss, score
 from metarl.models import build_model
@@ -174,8 +175,7 @@ class MetaLSTM(EpisodicTraining):
     def __init__(self, model: nn.Module, loss: str, config: MetaLSTMConfig | None = None,
                  device: str | torch.device = "cpu") -> None:
         """``config.inner_steps`` must be set (see :meth:`MetaLSTMConfig.for_shots`); by default 1-shot's settings."""
-        if loss not in LOSSES:
-            raise ValueError(f"unknown loss {loss!r}; choose one of {sorted(LOSSES)}")
+        check_choice("loss", loss, sorted(LOSSES))
         self.config = config or MetaLSTMConfig().for_shots(1)
         if self.config.inner_steps is None:
             raise ValueError("MetaLSTMConfig.inner_steps is None: fix it with config.for_shots(shots) or set it")

@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from metarl.choices import check_choice
 from metarl.functional import Params
 
 
@@ -73,8 +74,7 @@ class MLP(nn.Sequential):
     def __init__(self, sizes: Sequence[int], activation: Activation = "relu") -> None:
         if len(sizes) < 2 or any(s < 1 for s in sizes):
             raise ValueError(f"MLP sizes must be at least two positive integers, got {list(sizes)}")
-        if activation not in ACTIVATIONS:
-            raise ValueError(f"unknown activation {activation!r}; choose one of {sorted(ACTIVATIONS)}")
+        check_choice("activation", activation, sorted(ACTIVATIONS))
         layers: list[nn.Module] = []
         for i, (n_in, n_out) in enumerate(itertools.pairwise(sizes)):
             layers.append(nn.Linear(n_in, n_out))
@@ -123,8 +123,7 @@ class Conv4(nn.Module):
         super().__init__()
         if image_size >> blocks < 1:
             raise ValueError(f"image_size {image_size} is too small for {blocks} pooling blocks")
-        if norm not in NORMS:
-            raise ValueError(f"unknown norm {norm!r}; choose one of {sorted(NORMS)}")
+        check_choice("norm", norm, sorted(NORMS))
         layers: list[nn.Module] = []
         channels = in_channels
         for _ in range(blocks):
@@ -168,8 +167,7 @@ class GaussianMLPPolicy(nn.Module):
         super().__init__()
         if observation_size < 1 or action_size < 1 or init_std <= 0:
             raise ValueError(f"need positive sizes and init_std, got {observation_size}, {action_size}, {init_std}")
-        if init not in POLICY_INITS:
-            raise ValueError(f"unknown policy init {init!r}; choose one of {list(POLICY_INITS)}")
+        check_choice("policy init", init, POLICY_INITS)
         self.mean = MLP([observation_size, *hidden, action_size], activation)
         if init == "glorot":
             for layer in self.mean:
@@ -198,6 +196,5 @@ def build_model(spec: dict[str, Any]) -> nn.Module:
     """Build a model from ``{"name": ..., **constructor arguments}``."""
     options = dict(spec)
     name = options.pop("name", None)
-    if name not in MODELS:
-        raise ValueError(f"unknown model {name!r}; choose one of {sorted(MODELS)}")
+    check_choice("model", name, sorted(MODELS))
     return MODELS[name](**options)

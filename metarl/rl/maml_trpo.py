@@ -21,11 +21,12 @@ from torch.func import functional_call, vmap
 from torch.nn.utils import parameters_to_vector, vector_to_parameters
 
 from metarl import distributed
-from metarl.functional import MetaBatchPath, Params, adapt, check_path, parameters_of
+from metarl.choices import check_choice
+from metarl.functional import META_BATCH_PATHS, MetaBatchPath, Params, adapt, parameters_of
 from metarl.models import Activation, PolicyInit
 from metarl.rl.gaussian import kl_divergence, log_prob
 from metarl.rl.returns import discounted_returns, gae, linear_baseline, normalize
-from metarl.rl.sampler import Sampling, Trajectories, TrajectorySampler, check_sampling, policy_per_task, stack_params
+from metarl.rl.sampler import SAMPLINGS, Sampling, Trajectories, TrajectorySampler, policy_per_task, stack_params
 from metarl.rl.trpo import LineSearchResult, backtracking_line_search, conjugate_gradient
 from metarl.tasks import Task
 
@@ -99,8 +100,8 @@ class MAMLTRPOConfig:
         if min(self.inner_lr, self.eval_inner_lr) <= 0 or not 0 < self.eval_inner_lr_decay <= 1:
             raise ValueError("need inner_lr > 0, eval_inner_lr > 0 and 0 < eval_inner_lr_decay <= 1, got "
                              f"{self.inner_lr}, {self.eval_inner_lr}, {self.eval_inner_lr_decay}")
-        check_sampling(self.sampling)
-        check_path(self.path)
+        check_choice("sampling", self.sampling, SAMPLINGS)
+        check_choice("path", self.path, META_BATCH_PATHS)
 
     def evaluation_step_sizes(self, steps: int) -> list[float]:
         """The step sizes of ``steps`` adaptation steps at evaluation: ``inner_lr``, then ``eval_inner_lr``

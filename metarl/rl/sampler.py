@@ -29,18 +29,13 @@ from gymnasium.vector import AutoresetMode
 from torch import Tensor, nn
 from torch.func import functional_call, vmap
 
+from metarl.choices import check_choice
 from metarl.functional import Params
 from metarl.tasks import Task
 
 Sampling = Literal["episodes", "steps"]
 """What fills a task's lanes: one episode each, or episodes back to back until each lane took ``horizon`` steps."""
 SAMPLINGS: tuple[str, ...] = get_args(Sampling)
-
-
-def check_sampling(sampling: str) -> None:
-    """Refuse a name that is not one of :data:`SAMPLINGS`."""
-    if sampling not in SAMPLINGS:
-        raise ValueError(f"unknown sampling {sampling!r}; choose one of {list(SAMPLINGS)}")
 
 
 @dataclass
@@ -134,7 +129,7 @@ class TrajectorySampler:
     ) -> None:
         if episodes_per_task < 1 or horizon < 1:
             raise ValueError(f"need episodes_per_task >= 1 and horizon >= 1, got {episodes_per_task}, {horizon}")
-        check_sampling(sampling)
+        check_choice("sampling", sampling, SAMPLINGS)
         self.make_env, self.policy = make_env, policy
         self.episodes_per_task, self.horizon, self.sampling = episodes_per_task, horizon, sampling
         self.device = torch.device(device)
