@@ -19,6 +19,7 @@ import numpy as np
 import torch
 from torch.utils.tensorboard import SummaryWriter
 
+from metarl.checkpoint import load_run
 from metarl.evaluate import EvalResult
 from metarl.experiment import FINAL_EVAL_PART, PERIODIC_EVAL_PART, FamilyParts
 from metarl.mann import MANNConfig
@@ -42,6 +43,9 @@ class MANNRunConfig:
     mann: MANNConfig = field(default_factory=MANNConfig)
     optim: SequenceLearnerConfig = field(default_factory=SequenceLearnerConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    init_from: str | None = None
+    """A run folder (or its checkpoint.pt) of the same model whose weights a new run starts from, instead of
+    random ones; the optimiser starts afresh. For a curriculum: 15-class string labels from a 5-class run."""
 
     def __post_init__(self) -> None:
         if self.model not in SEQUENCE_MODELS:
@@ -53,7 +57,8 @@ class MANNRunConfig:
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> MANNRunConfig:
         return cls(family=data["family"], task=data["task"], model=data["model"], mann=MANNConfig(**data["mann"]),
-                   optim=SequenceLearnerConfig(**data["optim"]), train=TrainConfig(**data["train"]))
+                   optim=SequenceLearnerConfig(**data["optim"]), train=TrainConfig(**data["train"]),
+                   init_from=data.get("init_from"))
 
 
 def _shape(distribution: SequenceTaskDistribution) -> tuple[int, int, int]:
@@ -84,6 +89,18 @@ class MANNExperiment:
                              f"symbols, symbol values: {_shape(self.train_distribution)} -> {_shape(distribution)}); "
                              "with one-hot labels the number of ways is fixed by the output layer")
         return distribution
+
+    def start_from(self, path: str | Path) -> None:
+        """Load the model weights of the run at ``path`` (its folder or checkpoint.pt); they must be of the same
+        model with the same shapes (string labels keep their shapes across ways; one-hot labels do not)."""
+        state, saved = load_run(path, SequenceLearner.method)
+        if saved.get("model") != self.config.model:
+            raise ValueError(f"--init-from {path}: it is a {saved.get('model')!r} run, this one is {self.config.model!r}")
+        try:
+            self.learner.model.load_state_dict(state["learner"]["model"])
+        except RuntimeError as error:
+            raise ValueError(f"--init-from {path}: its weights do not fit this model (other inputs, labels or sizes): "
+                             f"{str(error).splitlines()[-1].strip()}") from None
 
     def evaluate(self, part: str, tasks: int, steps: int | None = None, **task_overrides: Any) -> EvalResult:
         """Accuracy at each instance (1st, 2nd, ...) over ``tasks`` episodes of ``part``, from a fixed seed.
@@ -128,10 +145,12 @@ def run_mann(config: MANNRunConfig) -> tuple[MANNExperiment, EvalResult | None, 
     """Train, then evaluate on ``final_eval_tasks`` episodes of held-out classes; write ``eval.json`` and the
     accuracy by instance to TensorBoard (``eval/final_accuracy_by_instance``, plotted against the instance).
 
-    Returns the experiment and the (untrained, trained) evaluations on the same episodes; the untrained
-    one is ``None`` when a run is resumed.
+    Returns the experiment and the (initial, trained) evaluations on the same episodes; the initial one
+    (untrained, or ``init_from``'s weights) is ``None`` when a run is resumed.
     """
     experiment = MANNExperiment(config)
+    if config.init_from is not None and not config.train.resume:
+        experiment.start_from(config.init_from)
     trainer = experiment.trainer()  # checks the run folder before any work is done
     print(f"{config.model} on {config.family}: {config.train.iterations} iterations of "
           f"{config.train.meta_batch_size} episodes on {experiment.device}; run folder {config.train.out}")

@@ -39,6 +39,9 @@ class Args:
     """Class split: maml = 1200 training characters and 423 held out, as in the paper; or Vinyals et al.'s."""
     data: str | None = None
     """Omniglot folder holding images_background(.zip) and images_evaluation(.zip); default $METARL_DATA/omniglot."""
+    init_from: str | None = None
+    """Start from the weights of this MANN run (folder or checkpoint.pt) of the same model and label shapes, not
+    from random ones; e.g. 15 classes with string labels from a 5-class string run (a curriculum, not the paper's)."""
     augment: Augmentation = field(default_factory=Augmentation)
     mann: MANNConfig = field(default_factory=MANNConfig)
     optim: SequenceLearnerConfig = field(default_factory=SequenceLearnerConfig)
@@ -60,13 +63,14 @@ def main(args: Args) -> None:
         mann=args.mann,
         optim=args.optim,
         train=args.train,
+        init_from=args.init_from,
     )
-    _, untrained, trained = run_mann(config)
+    _, initial, trained = run_mann(config)
     print(f"{args.model}, {args.ways} classes, {args.labels} labels: % correct by instance on {trained.tasks} "
           f"episodes of the test classes ({args.split} split), 95% CI up to +-{100 * max(trained.ci95):.1f}")
     print(f"  {'instance':<10}" + "".join(f"{s:7d}" for s in trained.steps))
-    if untrained is not None:
-        print(table_row("untrained", untrained))
+    if initial is not None:
+        print(table_row("untrained" if args.init_from is None else "initial", initial))
     print(table_row("trained", trained))
     print(f"evaluation written to {args.train.out}/eval.json; TensorBoard: tensorboard --logdir {args.train.out}")
 

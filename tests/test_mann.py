@@ -1,6 +1,7 @@
 """MANN (Santoro et al. 2016): LRUA memory against hand-computed values, the label offset, the episode sampler,
 bad input, and a tiny training run that learns to bind labels within an episode."""
 
+import json
 import math
 
 import numpy as np
@@ -327,3 +328,39 @@ def test_add_vector_writes_its_own_content_and_reads_with_the_key():
     logits = model(torch.randn(4, 9, 7))
     logits.sum().backward()
     assert logits.shape == (4, 9, 5) and model.heads.weight.grad.view(2, 7, -1)[:, -3:].abs().sum() > 0
+
+
+def test_a_run_can_start_from_another_runs_weights_with_the_same_shapes(tmp_path, monkeypatch):
+    import metarl.experiment
+    from metarl.mann_experiment import MANNExperiment, run_mann
+    from metarl.train import TrainConfig
+
+    images = np.random.default_rng(0).integers(0, 256, size=(30, 4, 4, 4), dtype=np.uint8)
+    monkeypatch.setattr(metarl.experiment, "task_family", lambda name: lambda part, **options: ClassSequences(
+        images, family=name, augmentation=NO_AUGMENTATION, **options))
+
+    def config(out: str, labels: str = "string", ways: int = 3, model: str = "mann", **extra) -> MANNRunConfig:
+        train = TrainConfig(out=str(tmp_path / out), iterations=2, meta_batch_size=2, eval_tasks=2, final_eval_tasks=2,
+                            progress=False)
+        return MANNRunConfig(family="toy", task={"ways": ways, "samples": 4, "labels": labels}, model=model,
+                             mann=MANNConfig(controller_size=8, memory_slots=8, memory_width=4, read_heads=1),
+                             optim=SequenceLearnerConfig(optimizer="adam", lr=1e-3), train=train, **extra)
+
+    first, _, _ = run_mann(config("first"))
+    trained = {name: value.clone() for name, value in first.learner.model.state_dict().items()}
+    fresh = MANNExperiment(config("second", ways=5))  # string labels: the same shapes for 3 and 5 classes
+    assert any(not torch.equal(value, trained[name]) for name, value in fresh.learner.model.state_dict().items())
+    fresh.start_from(tmp_path / "first")
+    assert all(torch.equal(value, trained[name]) for name, value in fresh.learner.model.state_dict().items())
+    assert all(not state for state in fresh.learner.optimizer.state.values())  # the optimiser starts afresh
+
+    run_mann(config("second", ways=5, init_from=str(tmp_path / "first" / "checkpoint.pt")))
+    assert json.loads((tmp_path / "second" / "config.json").read_text())["init_from"].endswith("checkpoint.pt")
+    older = {key: value for key, value in config("x").to_json().items() if key != "init_from"}
+    assert MANNRunConfig.from_json(older).init_from is None  # a run saved before the setting existed
+    for bad, message in [(config("third", labels="one_hot"), "do not fit this model"),
+                         (config("fourth", model="lstm"), "it is a 'mann' run, this one is 'lstm'")]:
+        bad.init_from = str(tmp_path / "first")
+        with pytest.raises(ValueError, match=message):
+            run_mann(bad)
+        assert not (tmp_path / bad.train.out).exists()  # refused before the run folder is made

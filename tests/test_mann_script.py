@@ -61,6 +61,14 @@ def test_baselines_and_string_labels_run(tmp_path, omniglot_20px):
                "--labels", labels, "--ways", "3", *omniglot_20px["args"], *TINY, env=omniglot_20px["env"])
         evaluation = json.loads((out / "eval.json").read_text())
         assert evaluation["model"] == model and evaluation["labels"] == labels and len(evaluation["mean"]) == 10
+    warm = script("scripts/train_mann_omniglot.py", "--out", str(tmp_path / "ff-5"), "--iterations", "2", "--model", "ff",
+                  "--labels", "string", "--ways", "5", "--init-from", str(tmp_path / "ff"), *omniglot_20px["args"], *TINY,
+                  env=omniglot_20px["env"])
+    assert "initial" in warm.stdout and "untrained" not in warm.stdout
+    bad = script("scripts/train_mann_omniglot.py", "--out", str(tmp_path / "lstm-5"), "--iterations", "2", "--model",
+                 "lstm", "--labels", "string", "--init-from", str(tmp_path / "ff"), *omniglot_20px["args"], *TINY,
+                 env=omniglot_20px["env"], check=False)
+    assert bad.returncode == 2 and "it is a 'ff' run, this one is 'lstm'" in bad.stderr
     report_file = tmp_path / "symbols.json"
     run("scripts/mann_symbol_accuracy.py", str(tmp_path / "ff"), "--episodes", "3", "--out", str(report_file),
         env=omniglot_20px["env"])
