@@ -20,6 +20,7 @@ import torch
 from torch.utils.tensorboard import SummaryWriter
 
 from metarl.checkpoint import load_run
+from metarl.choices import check_choice
 from metarl.evaluate import EvalResult
 from metarl.experiment import FINAL_EVAL_PART, PERIODIC_EVAL_PART, FamilyParts
 from metarl.mann import MANNConfig
@@ -48,8 +49,7 @@ class MANNRunConfig:
     random ones; the optimiser starts afresh. For a curriculum: 15-class string labels from a 5-class run."""
 
     def __post_init__(self) -> None:
-        if self.model not in SEQUENCE_MODELS:
-            raise ValueError(f"model must be one of {', '.join(SEQUENCE_MODELS)}, got {self.model!r}")
+        check_choice("model", self.model, SEQUENCE_MODELS)
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)

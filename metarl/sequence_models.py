@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
+from metarl.choices import check_choice
 from metarl.mann import MANN, MANNConfig
 
 SEQUENCE_MODELS = ("mann", "lstm", "ff")
@@ -40,10 +41,9 @@ class FeedForwardBaseline(nn.Module):
 
 def build_sequence_model(name: str, input_size: int, output_size: int, config: MANNConfig) -> nn.Module:
     """``"mann"``, ``"lstm"`` or ``"ff"``; the baselines take ``config.controller_size`` units."""
+    check_choice("sequence model", name, SEQUENCE_MODELS)
     if name == "mann":
         return MANN(input_size, output_size, config)
     if name == "lstm":
         return LSTMBaseline(input_size, output_size, config.controller_size)
-    if name == "ff":
-        return FeedForwardBaseline(input_size, output_size, config.controller_size)
-    raise ValueError(f"unknown sequence model {name!r}; choose one of {', '.join(SEQUENCE_MODELS)}")
+    return FeedForwardBaseline(input_size, output_size, config.controller_size)

@@ -28,6 +28,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from metarl.choices import check_choice
 from metarl.tasks import Metric, SequenceEpisode, Task
 from supervised.episodes import check_int, task_classes
 
@@ -94,8 +95,7 @@ class ClassSequences:
                 or images.shape[-1] != images.shape[-2]:
             raise ValueError("images must be a uint8 numpy array [classes, drawings_per_class, S, S], got "
                              f"{getattr(images, 'dtype', type(images).__name__)} {getattr(images, 'shape', '')}")
-        if labels not in LABELS:
-            raise ValueError(f"labels must be one of {', '.join(LABELS)}, got {labels!r}")
+        check_choice("labels", labels, LABELS)
         ways, samples = check_int("ways", ways), check_int("samples", samples)
         num_classes, per_class = images.shape[:2]
         self.label_length, self.alphabet = (1, ways) if labels == "one_hot" else (STRING_LENGTH, STRING_SYMBOLS)

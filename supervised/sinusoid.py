@@ -9,6 +9,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from metarl.choices import check_choice
 from metarl.tasks import Episode, Task
 
 PARTS = ("train", "val", "test")
@@ -69,6 +70,5 @@ class Sinusoid:
 
 def make_sinusoid(part: str = "train", *, shots: int = 10, queries: int = 10) -> Sinusoid:
     """The sinusoid family as a task distribution (every part is the same distribution)."""
-    if part not in PARTS:
-        raise ValueError(f"unknown part {part!r}; choose one of {PARTS}")
+    check_choice("part", part, PARTS)
     return Sinusoid(shots=shots, queries=queries)

@@ -243,7 +243,7 @@ def test_empty_memory_has_the_documented_shapes():
     (lambda: SequenceLearnerConfig(lr=0.0), "lr"),
     (lambda: SequenceLearnerConfig(optimizer="sgd"), "optimizer"),
     (lambda: build_sequence_model("gru", 4, 2, MANNConfig()), "unknown sequence model"),
-    (lambda: MANNRunConfig(family="x", task={}, model="ntm"), "model must be"),
+    (lambda: MANNRunConfig(family="x", task={}, model="ntm"), "unknown model .ntm.; choose one of"),
     (lambda: Augmentation(class_rotation=-1.0), "class-rotation"),
     (lambda: ClassSequences(class_images(4), family="toy", ways=1, samples=2), "ways"),
     (lambda: ClassSequences(class_images(4), family="toy", ways=5, samples=2), "ways"),

@@ -35,6 +35,8 @@ import numpy as np
 from gymnasium.vector import VectorEnv
 from gymnasium.vector.utils import batch_space, concatenate, create_empty_array, iterate
 
+from metarl.choices import check_choice
+
 START_METHODS = ("spawn", "forkserver")
 _CLOSE_TIMEOUT_S = 10.0
 
@@ -62,8 +64,7 @@ class WorkerPool:
 
     def __init__(self, factory: Callable[..., Served], args: Sequence[tuple[Any, ...]], *, owner: str,
                  labels: Sequence[str], start_method: str = "spawn") -> None:
-        if start_method not in START_METHODS:
-            raise ValueError(f"start_method must be one of {START_METHODS}, got {start_method!r}")
+        check_choice("start_method", start_method, START_METHODS)
         self.owner, self.labels, self.closed = owner, list(labels), False
         self.processes: list[multiprocessing.process.BaseProcess] = []
         self._connections: list[Connection] = []
