@@ -28,11 +28,16 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Literal, NamedTuple
+from typing import Literal, NamedTuple, get_args
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+
+from metarl.choices import check_choice
+
+Controller = Literal["lstm", "feedforward"]
+"""The controller kinds: the paper's LSTM, or its feed-forward variant."""
 
 COSINE_EPS = 1e-8
 """Floor of a vector norm in the cosine similarity, so empty (all-zero) slots have similarity 0."""
@@ -42,7 +47,7 @@ COSINE_EPS = 1e-8
 class MANNConfig:
     """MANN's architecture; the defaults are the paper's Omniglot settings."""
 
-    controller: Literal["lstm", "feedforward"] = "lstm"
+    controller: Controller = "lstm"
     """Controller: an LSTM (the paper's main model) or one tanh layer (the paper's feed-forward variant)."""
     controller_size: int = 200
     """Units of the controller (the paper: 200); also the size of the LSTM and feed-forward baselines."""
@@ -65,8 +70,7 @@ class MANNConfig:
     the slot a head has just written then matches its own read key exactly (cosine 1)."""
 
     def __post_init__(self) -> None:
-        if self.controller not in ("lstm", "feedforward"):
-            raise ValueError(f"controller must be 'lstm' or 'feedforward', got {self.controller!r}")
+        check_choice("controller", self.controller, get_args(Controller))
         for name in ("controller_size", "memory_slots", "memory_width", "read_heads"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name.replace('_', '-')} must be a positive integer, got {getattr(self, name)}")

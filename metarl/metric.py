@@ -34,7 +34,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar, Literal, get_args
 
 import numpy as np
 import torch
@@ -42,6 +42,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.func import vmap
 
+from metarl.choices import check_choice
 from metarl.few_shot import EpisodicTraining
 from metarl.models import TaskBatchNorm2d, build_model, vmap_safe_norm
 from metarl.tasks import Episode, SupervisedTaskDistribution
@@ -62,11 +63,10 @@ def cosine_similarity(query: Tensor, support: Tensor) -> Tensor:
 def similarity(query: Tensor, support: Tensor, distance: Distance = "cosine") -> Tensor:
     """How near every query ``[T, Q, D]`` is to every support embedding ``[T, S, D]``, ``[T, Q, S]``, larger
     is nearer: the cosine similarity, or minus the Euclidean distance."""
+    check_choice("distance", distance, get_args(Distance))
     if distance == "cosine":
         return cosine_similarity(query, support)
-    if distance == "euclidean":
-        return -torch.cdist(query, support, compute_mode="donot_use_mm_for_euclid_dist")
-    raise ValueError(f"distance must be 'cosine' or 'euclidean', got {distance!r}")
+    return -torch.cdist(query, support, compute_mode="donot_use_mm_for_euclid_dist")
 
 
 def nearest_neighbour_labels(query: Tensor, support: Tensor, support_y: Tensor, distance: Distance = "cosine") -> Tensor:
@@ -146,8 +146,7 @@ def conv4_spec(model: dict[str, Any], norm: Norm, **overrides: Any) -> dict[str,
 def _check_config(lr: float, norm: str) -> None:
     if not (math.isfinite(lr) and lr > 0):
         raise ValueError(f"lr must be positive, got {lr}")
-    if norm not in ("running", "task"):
-        raise ValueError(f"norm must be 'running' or 'task', got {norm!r}")
+    check_choice("norm", norm, get_args(Norm))
 
 
 class _MetricLearner:
@@ -232,8 +231,7 @@ class NearestNeighbourConfig:
 
     def __post_init__(self) -> None:
         _check_config(self.lr, self.norm)
-        if self.distance not in ("cosine", "euclidean"):
-            raise ValueError(f"distance must be 'cosine' or 'euclidean', got {self.distance!r}")
+        check_choice("distance", self.distance, get_args(Distance))
 
 
 class NearestNeighbour(_MetricLearner):

@@ -10,13 +10,17 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from metarl.choices import check_choice
 from metarl.tasks import SequenceEpisode
+
+Optimizer = Literal["rmsprop", "adam"]
+"""The outer optimisers: the paper's RMSProp, or Adam."""
 
 
 @dataclass
@@ -24,7 +28,7 @@ class SequenceLearnerConfig:
     """The outer optimiser. Defaults: the paper's (Santoro et al. 2016, supplementary material, as we read it:
     RMSProp, learning rate 1e-4, decay 0.95, momentum 0.9); tristandeleu/ntm-one-shot uses Adam at 1e-3."""
 
-    optimizer: Literal["rmsprop", "adam"] = "rmsprop"
+    optimizer: Optimizer = "rmsprop"
     """rmsprop (the paper) or adam."""
     lr: float = 1e-4
     """Learning rate of the optimiser."""
@@ -34,8 +38,7 @@ class SequenceLearnerConfig:
     """RMSProp's momentum."""
 
     def __post_init__(self) -> None:
-        if self.optimizer not in ("rmsprop", "adam"):
-            raise ValueError(f"optimizer must be 'rmsprop' or 'adam', got {self.optimizer!r}")
+        check_choice("optimizer", self.optimizer, get_args(Optimizer))
         if not (math.isfinite(self.lr) and self.lr > 0):
             raise ValueError(f"lr must be positive, got {self.lr}")
         if not (0 <= self.rmsprop_decay < 1 and 0 <= self.momentum < 1):
