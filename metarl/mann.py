@@ -38,6 +38,8 @@ from metarl.choices import check_choice
 
 Controller = Literal["lstm", "feedforward"]
 """The controller kinds: the paper's LSTM, or its feed-forward variant."""
+Init = Literal["glorot", "torch"]
+"""Initial weights: the reference reimplementation's Glorot-uniform ones with zero biases, or ``nn.Linear``'s."""
 
 COSINE_EPS = 1e-8
 """Floor of a vector norm in the cosine similarity, so empty (all-zero) slots have similarity 0."""
@@ -69,8 +71,14 @@ class MANNConfig:
     reimplementation (tristandeleu/ntm-one-shot) does. False is the paper's eq. 7, which writes the key ``k_t``:
     the slot a head has just written then matches its own read key exactly (cosine 1)."""
 
+    init: Init = "torch"
+    """Initial weights. The paper gives none; glorot is tristandeleu/ntm-one-shot's: Glorot-uniform for each of its
+    matrices (from the input, the reads and the previous state; each head's key, gate, key strength and add vector;
+    the output layer) and zero biases. torch is ``nn.Linear``'s default (uniform within 1/sqrt(fan_in), biases too)."""
+
     def __post_init__(self) -> None:
         check_choice("controller", self.controller, get_args(Controller))
+        check_choice("init", self.init, get_args(Init))
         for name in ("controller_size", "memory_slots", "memory_width", "read_heads"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name.replace('_', '-')} must be a positive integer, got {getattr(self, name)}")
@@ -162,6 +170,28 @@ class MANN(nn.Module):
         self.head_size = config.memory_width * (1 + int(config.add_vector)) + 1 + int(config.key_strength)
         self.heads = nn.Linear(size, config.read_heads * self.head_size)
         self.output = nn.Linear(size + reads, output_size)
+        if config.init == "glorot":
+            self._glorot_init()
+
+    @torch.no_grad()
+    def _glorot_init(self) -> None:
+        """Glorot-uniform weights for each matrix of the reference reimplementation, zero biases."""
+        c = self.config
+        reads = c.read_heads * c.memory_width
+        heads = self.heads.weight.view(c.read_heads, self.head_size, c.controller_size)
+        segments = [slice(0, c.memory_width), slice(c.memory_width, c.memory_width + 1)]  # key, write gate
+        if c.key_strength:
+            segments.append(slice(c.memory_width + 1, c.memory_width + 2))
+        if c.add_vector:
+            segments.append(slice(self.head_size - c.memory_width, self.head_size))
+        blocks = [self.input_map.weight, self.recurrent_map.weight[:, :reads], self.recurrent_map.weight[:, reads:],
+                  *(heads[h, segment] for h in range(c.read_heads) for segment in segments), self.output.weight]
+        for block in blocks:
+            if block.numel():  # the feed-forward controller has no previous-state block
+                bound = math.sqrt(6.0 / sum(block.shape))
+                block.uniform_(-bound, bound)
+        for layer in (self.input_map, self.heads, self.output):
+            layer.bias.zero_()
 
     def forward(self, inputs: Tensor) -> Tensor:
         c = self.config

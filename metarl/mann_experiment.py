@@ -138,6 +138,7 @@ class MANNExperiment:
             train=self.config.train,
             run_config=self.config.to_json(),
             figures=instance_figures(self.config.to_json()),  # accuracy by instance, with the paper's curve
+            read_config=lambda saved: MANNRunConfig.from_json(saved).to_json(),  # settings added since: as run
         )
 
 

@@ -355,6 +355,13 @@ def test_a_run_can_start_from_another_runs_weights_with_the_same_shapes(tmp_path
     assert all(not state for state in fresh.learner.optimizer.state.values())  # the optimiser starts afresh
 
     run_mann(config("second", ways=5, init_from=str(tmp_path / "first" / "checkpoint.pt")))
+    saved = json.loads((tmp_path / "first" / "config.json").read_text())  # as a run from before init and init_from
+    del saved["init_from"], saved["mann"]["init"]
+    (tmp_path / "first" / "config.json").write_text(json.dumps(saved))
+    older_run = config("first")
+    older_run.train.iterations, older_run.train.resume = 3, True
+    run_mann(older_run)  # resumes: the missing settings read as the values it ran with
+    assert json.loads((tmp_path / "first" / "config.json").read_text())["mann"]["init"] == "torch"
     assert json.loads((tmp_path / "second" / "config.json").read_text())["init_from"].endswith("checkpoint.pt")
     older = {key: value for key, value in config("x").to_json().items() if key != "init_from"}
     assert MANNRunConfig.from_json(older).init_from is None  # a run saved before the setting existed
@@ -364,3 +371,27 @@ def test_a_run_can_start_from_another_runs_weights_with_the_same_shapes(tmp_path
         with pytest.raises(ValueError, match=message):
             run_mann(bad)
         assert not (tmp_path / bad.train.out).exists()  # refused before the run folder is made
+
+
+@pytest.mark.parametrize("controller", ["lstm", "feedforward"])
+def test_glorot_init_bounds_each_reference_matrix_by_its_own_fans_and_zeroes_the_biases(controller):
+    torch.manual_seed(0)
+    config = MANNConfig(controller=controller, controller_size=30, memory_slots=8, memory_width=6, read_heads=2,
+                        key_strength=True, add_vector=True, init="glorot")
+    model = MANN(20, 5, config)
+    heads = model.heads.weight.view(2, model.head_size, 30)
+    blocks = {"input": model.input_map.weight, "reads": model.recurrent_map.weight[:, :12],
+              "key": heads[:, :6], "gate": heads[:, 6:7], "strength": heads[:, 7:8], "add": heads[:, 8:],
+              "output": model.output.weight}
+    if controller == "lstm":
+        blocks["state"] = model.recurrent_map.weight[:, 12:]
+    for name, block in blocks.items():
+        bound = math.sqrt(6.0 / sum(block.shape[-2:]))
+        assert block.abs().max() <= bound, name
+        assert block.abs().max() > 0.8 * bound, name  # drawn over the whole range, not nn.Linear's narrower one
+    assert all(not layer.bias.any() for layer in (model.input_map, model.heads, model.output))
+    default = MANN(20, 5, MANNConfig(controller=controller, controller_size=30, memory_slots=8, memory_width=6,
+                                     read_heads=2, add_vector=True))
+    assert default.heads.bias.any()  # torch: nn.Linear's own
+    with pytest.raises(ValueError, match="unknown init 'xavier'"):
+        MANNConfig(init="xavier")
