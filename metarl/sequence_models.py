@@ -42,6 +42,8 @@ class FeedForwardBaseline(nn.Module):
 def build_sequence_model(name: str, input_size: int, output_size: int, config: MANNConfig) -> nn.Module:
     """``"mann"``, ``"lstm"`` or ``"ff"``; the baselines take ``config.controller_size`` units."""
     check_choice("sequence model", name, SEQUENCE_MODELS)
+    if name != "mann" and config.init != "torch":
+        raise ValueError(f"init {config.init!r} applies to MANN only; the {name} baseline starts from torch's weights")
     if name == "mann":
         return MANN(input_size, output_size, config)
     if name == "lstm":

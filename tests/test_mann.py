@@ -395,3 +395,5 @@ def test_glorot_init_bounds_each_reference_matrix_by_its_own_fans_and_zeroes_the
     assert default.heads.bias.any()  # torch: nn.Linear's own
     with pytest.raises(ValueError, match="unknown init 'xavier'"):
         MANNConfig(init="xavier")
+    with pytest.raises(ValueError, match="applies to MANN only"):
+        build_sequence_model("lstm", 20, 5, MANNConfig(init="glorot"))
