@@ -330,7 +330,7 @@ def test_add_vector_writes_its_own_content_and_reads_with_the_key():
     assert logits.shape == (4, 9, 5) and model.heads.weight.grad.view(2, 7, -1)[:, -3:].abs().sum() > 0
 
 
-def test_a_run_can_start_from_another_runs_weights_with_the_same_shapes(tmp_path, monkeypatch):
+def test_init_from_loads_another_runs_weights_and_runs_saved_before_the_new_settings_resume(tmp_path, monkeypatch):
     import metarl.experiment
     from metarl.mann_experiment import MANNExperiment, run_mann
     from metarl.train import TrainConfig
