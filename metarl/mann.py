@@ -26,6 +26,7 @@ option: ``add_vector`` writes a separate ``tanh`` add vector instead of the key 
 
 from __future__ import annotations
 
+import itertools
 import math
 from dataclasses import dataclass
 from typing import Literal, NamedTuple, get_args
@@ -166,8 +167,12 @@ class MANN(nn.Module):
         gates = 4 * size if lstm else size  # LSTM: input, forget, cell and output gates
         self.input_map = nn.Linear(input_size, gates)
         self.recurrent_map = nn.Linear(reads + size * lstm, gates, bias=False)
-        # key, write gate (and key strength, add vector)
-        self.head_size = config.memory_width * (1 + int(config.add_vector)) + 1 + int(config.key_strength)
+        # each head's outputs, in order: key, write gate (and key strength, add vector)
+        widths = {"key": config.memory_width, "gate": 1, "strength": int(config.key_strength),
+                  "add": config.memory_width * int(config.add_vector)}
+        ends = list(itertools.accumulate(widths.values()))
+        self.head_layout = {name: slice(end - width, end) for (name, width), end in zip(widths.items(), ends) if width}
+        self.head_size = ends[-1]
         self.heads = nn.Linear(size, config.read_heads * self.head_size)
         self.output = nn.Linear(size + reads, output_size)
         if config.init == "glorot":
@@ -179,13 +184,9 @@ class MANN(nn.Module):
         c = self.config
         reads = c.read_heads * c.memory_width
         heads = self.heads.weight.view(c.read_heads, self.head_size, c.controller_size)
-        segments = [slice(0, c.memory_width), slice(c.memory_width, c.memory_width + 1)]  # key, write gate
-        if c.key_strength:
-            segments.append(slice(c.memory_width + 1, c.memory_width + 2))
-        if c.add_vector:
-            segments.append(slice(self.head_size - c.memory_width, self.head_size))
         blocks = [self.input_map.weight, self.recurrent_map.weight[:, :reads], self.recurrent_map.weight[:, reads:],
-                  *(heads[h, segment] for h in range(c.read_heads) for segment in segments), self.output.weight]
+                  *(heads[h, part] for h in range(c.read_heads) for part in self.head_layout.values()),
+                  self.output.weight]
         for block in blocks:
             if block.numel():  # the feed-forward controller has no previous-state block
                 bound = math.sqrt(6.0 / sum(block.shape))
@@ -209,9 +210,10 @@ class MANN(nn.Module):
             else:
                 h = torch.tanh(projected + self.recurrent_map(reads))
             head = self.heads(h).view(batch, c.read_heads, self.head_size)
-            keys, gate = torch.tanh(head[..., :c.memory_width]), torch.sigmoid(head[..., c.memory_width])
-            strength = F.softplus(head[..., c.memory_width + 1]) if c.key_strength else None
-            content = torch.tanh(head[..., -c.memory_width:]) if c.add_vector else None
+            part = {name: head[..., where] for name, where in self.head_layout.items()}
+            keys, gate = torch.tanh(part["key"]), torch.sigmoid(part["gate"]).squeeze(-1)
+            strength = F.softplus(part["strength"]).squeeze(-1) if c.key_strength else None
+            content = torch.tanh(part["add"]) if c.add_vector else None
             state, read = lrua_step(state, keys, gate, c.gamma, strength, content)
             reads = read.flatten(1)
             features.append(torch.cat([h, reads], dim=-1))
