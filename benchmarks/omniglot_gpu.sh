@@ -2,8 +2,11 @@
 # The GPU figures of issue 2 in one lease: the MAML meta-step benchmark and Omniglot training.
 #
 #   bash benchmarks/omniglot_gpu.sh probe OUT            # bench_maml on CUDA + a few steps of each Omniglot setting
+#   bash benchmarks/omniglot_gpu.sh graph OUT            # the CUDA-graph tests, and bench_maml with the graph
+#                                                        # (5-way shapes against higher; 20-way shapes)
 #   bash benchmarks/omniglot_gpu.sh train OUT N5 N20 S   # 5-way and 20-way 1-shot side by side, N5 / N20
-#                                                        # iterations, each stopped after S seconds at most
+#                                                        # iterations (0: not that one), each stopped after
+#                                                        # S seconds at most; FLAGS: more options for both
 #   bash benchmarks/omniglot_gpu.sh cold OUT N [S]       # time to accuracy: 5-way 1-shot alone for N iterations
 #                                                        # (stopped after S seconds at most) from a cold start
 #                                                        # (empty decoded-image cache), wall time of the whole
@@ -14,7 +17,7 @@
 # checkpoint and eval.json. A run stopped by its time limit is evaluated from its last checkpoint
 # (600 test tasks) into <run>/eval_checkpoint.json.
 set -uo pipefail
-phase=${1:?probe, train or cold}
+phase=${1:?probe, graph, train or cold}
 out=${2:?output folder}
 runs=${RUNS:-/tmp/metarl-runs}
 device=${DEVICE:-cuda}  # DEVICE=cpu tries the script without a GPU
@@ -49,18 +52,29 @@ probe)
         --eval-every 20 --eval-tasks 16 --final-eval-tasks 32 --device "$device" --no-progress 2>&1 | tail -5
     step_rate "$runs/probe-20w1s"
     ;;
+graph)
+    nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv
+    python3 -m pytest -q -p no:cacheprovider tests/test_cuda_graph.py 2>&1 | tee "$out/test_cuda_graph.log"
+    python3 scripts/bench_maml.py --device "$device" --repeats 5 --warmup 1 \
+        --implementations metarl-default metarl-graph higher --out "$out/bench_maml_graph.json" 2>&1 | tee "$out/bench.log"
+    python3 scripts/bench_maml.py --device "$device" --repeats 5 --warmup 1 --orders second --inner-steps 5 \
+        --ways 20 --meta-batch-size 16 --inner-lr 0.1 --implementations metarl-default metarl-graph \
+        --out "$out/bench_maml_graph_20way.json" 2>&1 | tee "$out/bench_20way.log"
+    ;;
 train)
     n5=${3:?iterations for 5-way}; n20=${4:?iterations for 20-way}; limit=${5:?seconds}
-    common=(--device "$device" --no-progress --checkpoint-every 250)
-    timeout "$limit" python3 scripts/train_omniglot.py "${five_way[@]}" --out "$runs/omniglot-5w1s" \
-        --iterations "$n5" "${common[@]}" > "$out/train_5w1s.log" 2>&1 &
+    common=(--device "$device" --no-progress --checkpoint-every 250 ${FLAGS:-})
+    if (( n5 > 0 )); then
+        timeout "$limit" python3 scripts/train_omniglot.py "${five_way[@]}" --out "$runs/omniglot-5w1s" \
+            --iterations "$n5" "${common[@]}" > "$out/train_5w1s.log" 2>&1 &
+    fi
     if (( n20 > 0 )); then
         timeout "$limit" python3 scripts/train_omniglot.py "${twenty_way[@]}" --out "$runs/omniglot-20w1s" \
             --iterations "$n20" "${common[@]}" > "$out/train_20w1s.log" 2>&1 &
     fi
     wait
     tail -n 4 "$out"/train_*.log
-    pack omniglot-5w1s
+    (( n5 > 0 )) && pack omniglot-5w1s
     (( n20 > 0 )) && pack omniglot-20w1s
     ;;
 cold)
@@ -76,5 +90,5 @@ cold)
     pack omniglot-5w1s-cold
     ;;
 *)
-    echo "unknown phase $phase (probe, train or cold)" >&2; exit 2 ;;
+    echo "unknown phase $phase (probe, graph, train or cold)" >&2; exit 2 ;;
 esac

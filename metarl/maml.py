@@ -19,6 +19,7 @@ from torch.func import vmap
 
 from metarl import distributed
 from metarl.choices import check_choice
+from metarl.cuda_graph import GraphedStep
 from metarl.few_shot import EpisodicTraining
 from metarl.functional import (
     LOSSES,
@@ -58,6 +59,10 @@ class MAMLConfig:
     """Gradient checkpointing of the inner steps: keep only each step's parameters and recompute its
     activations in the backward pass, so memory no longer grows with every step's activations (about one
     more forward and inner gradient per step)."""
+    cuda_graph: bool = False
+    """Record the meta-step (meta-gradient and Adam update) as a CUDA graph after three eager steps and
+    replay it for every later episode, so the host launches one graph instead of each kernel. CUDA only;
+    the episodes keep one shape, as in training."""
 
     def __post_init__(self) -> None:
         if self.inner_lr <= 0 or self.meta_lr <= 0:
@@ -67,6 +72,9 @@ class MAMLConfig:
                 f"need inner_steps >= 1 and eval_inner_steps >= 0, got {self.inner_steps}, {self.eval_inner_steps}"
             )
         check_choice("path", self.path, META_BATCH_PATHS)
+        if self.cuda_graph and self.checkpoint_steps:
+            raise ValueError("cuda_graph and checkpoint_steps cannot be combined: checkpointing saves and restores "
+                             "random-number state in the backward pass, which a CUDA graph cannot record")
 
 
 def choose_batched(model: nn.Module, device: torch.device) -> bool:
@@ -104,13 +112,19 @@ class MAML(EpisodicTraining):
                 name: nn.Parameter(torch.full_like(p, self.config.inner_lr))
                 for name, p in parameters_of(self.model).items()
             }
+        if self.config.cuda_graph and self.device.type != "cuda":
+            raise ValueError(f"cuda_graph records the meta-step on a CUDA device; this MAML runs on {self.device}")
+        if self.config.cuda_graph and distributed.world_size() > 1:
+            raise ValueError("cuda_graph records a one-process meta-step; under torchrun leave it off")
         self.optimizer = torch.optim.Adam(
-            [*self.model.parameters(), *self.inner_lrs.values()], lr=self.config.meta_lr
+            [*self.model.parameters(), *self.inner_lrs.values()], lr=self.config.meta_lr,
+            capturable=self.config.cuda_graph,
         )
         if self.config.path == "auto":
             self.batched = choose_batched(self.model, self.device)
         else:
             self.batched = self.config.path == "batched"
+        self._graphed = GraphedStep(self._update) if self.config.cuda_graph else None
 
     @classmethod
     def create(cls, model: dict[str, Any], distribution: SupervisedTaskDistribution, config: MAMLConfig,
@@ -179,8 +193,13 @@ class MAML(EpisodicTraining):
     # --- meta-training ----------------------------------------------------------------------------
     def meta_backward(self, episode: Episode) -> dict[str, float]:
         """Accumulate the meta-gradient of the mean query loss over the episode's tasks into ``.grad``."""
+        losses, scores = self._backward(*episode.to(self.device).tensors())
+        return {"query_loss": losses.mean().item(), f"query_{self.metric}": scores.mean().item()}
+
+    def _backward(self, support_x: Tensor, support_y: Tensor, query_x: Tensor, query_y: Tensor) -> tuple[Tensor, Tensor]:
+        """:meth:`meta_backward` without reading the results on the host: per-task query losses and metrics."""
         params = parameters_of(self.model)
-        tensors = episode.to(self.device).tensors()
+        tensors = support_x, support_y, query_x, query_y
         with vmap_safe_norm(self.model, self.batched):  # per call, and restored: the model may be shared
             if self.batched and self.config.checkpoint_steps:
                 losses, scores = self._checkpointed_batched_objective(params, *tensors)
@@ -190,12 +209,20 @@ class MAML(EpisodicTraining):
                 losses.mean().backward()
             else:
                 per_task = []
-                for i in range(episode.num_tasks):
+                num_tasks = support_x.shape[0]
+                for i in range(num_tasks):
                     loss, task_score = self._task_objective(params, *(t[i] for t in tensors))
-                    (loss / episode.num_tasks).backward()
+                    (loss / num_tasks).backward()
                     per_task.append((loss.detach(), task_score))
                 losses, scores = (torch.stack(column) for column in zip(*per_task))
-        return {"query_loss": losses.mean().item(), f"query_{self.metric}": scores.mean().item()}
+        return losses.detach(), scores
+
+    def _update(self, *tensors: Tensor) -> tuple[Tensor, Tensor]:
+        """One meta-update on an episode's tensors, all on the device: what ``cuda_graph`` records."""
+        self.optimizer.zero_grad(set_to_none=True)
+        losses, scores = self._backward(*tensors)
+        self.optimizer.step()
+        return losses.mean(), scores.mean()
 
     def meta_train_step(self, episode: Episode) -> dict[str, float]:
         """One meta-update (Adam) on the mean post-adaptation query loss of the episode's tasks.
@@ -203,6 +230,9 @@ class MAML(EpisodicTraining):
         Under torchrun each process back-propagates its share of the tasks and the shares' gradients are
         summed (:mod:`metarl.distributed`) before the update, so every process takes the one-process step.
         """
+        if self._graphed is not None:
+            loss, metric = self._graphed(*episode.to(self.device).tensors())
+            return {"query_loss": loss.item(), f"query_{self.metric}": metric.item()}
         shard = distributed.task_shard(episode.num_tasks)
         self.optimizer.zero_grad(set_to_none=True)
         metrics = self.meta_backward(_tasks(episode, shard.slice))
@@ -276,6 +306,20 @@ class MAML(EpisodicTraining):
             for name, lr in state["inner_lrs"].items():
                 self.inner_lrs[name].copy_(lr)
         self.optimizer.load_state_dict(state["optimizer"])
+        _set_capturable(self.optimizer, self.config.cuda_graph)  # the checkpoint's run may have recorded or not
+        if self._graphed is not None:  # the recorded graph holds the replaced optimiser state: record anew
+            self._graphed = GraphedStep(self._update)
+
+
+def _set_capturable(optimizer: torch.optim.Optimizer, capturable: bool) -> None:
+    """Make a loaded Adam capturable (step counts on the parameters' device, for CUDA graphs) or not (on the
+    host), whatever the run that saved it used."""
+    for group in optimizer.param_groups:
+        group["capturable"] = capturable
+        for param in group["params"]:
+            state = optimizer.state.get(param, {})
+            if "step" in state:
+                state["step"] = state["step"].to(param.device if capturable else "cpu", torch.float32)
 
 
 def _tasks(episode: Episode, part: slice) -> Episode:

@@ -12,6 +12,8 @@ each other on the first configuration.
 Implementations:
   metarl-default  ``MAML`` with ``path="auto"`` (whatever :func:`metarl.maml.choose_batched` picks here)
   metarl-other    ``MAML`` with the other path (batched <-> per_task)
+  metarl-graph    ``MAML`` with ``path="auto"`` and ``cuda_graph=True``: the meta-step replayed as a CUDA graph
+                  (CUDA only; its three eager steps and the recording are untimed warm-up)
   higher          per-task loop with ``higher.innerloop_ctx`` (SGD inner optimiser), as in higher's MAML example
   torchopt        per-task loop with ``torchopt.MetaSGD`` and extract/recover_state_dict, as in torchopt's example
 
@@ -44,14 +46,15 @@ import torch.nn.functional as F
 import tyro
 from torch import nn
 
+from metarl.cuda_graph import WARMUP_CALLS
 from metarl.maml import MAML, MAMLConfig, choose_batched
 from metarl.models import Conv4
 from metarl.tasks import Episode
 from metarl.train import resolve_device
 
-Implementation = Literal["metarl-default", "metarl-other", "higher", "torchopt"]
+Implementation = Literal["metarl-default", "metarl-other", "metarl-graph", "higher", "torchopt"]
 Order = Literal["second", "first"]
-IMPLEMENTATIONS: tuple[Implementation, ...] = ("metarl-default", "metarl-other", "higher", "torchopt")
+IMPLEMENTATIONS: tuple[Implementation, ...] = ("metarl-default", "metarl-other", "metarl-graph", "higher", "torchopt")
 REFERENCE: Implementation = "metarl-default"
 
 
@@ -72,7 +75,8 @@ class Args:
     orders: tuple[Order, ...] = ("second", "first")
     """Second-order MAML and/or first-order MAML."""
     implementations: tuple[Implementation, ...] = IMPLEMENTATIONS
-    """Which implementations to time; higher and torchopt are skipped with a note when not importable."""
+    """Which implementations to time; higher and torchopt are skipped with a note when not importable, and
+    metarl-graph off CUDA."""
     ways: int = 5
     """Classes per task (N-way)."""
     shots: int = 1
@@ -121,6 +125,7 @@ class Stepper:
         self.inner_lr = inner_lr
         self.meta_optimizer = torch.optim.Adam(model.parameters(), lr=meta_lr)
         self.details: dict[str, Any] = {}
+        self.untimed_steps = 0  # steps before the --warmup ones that a stepper needs to reach its steady state
 
     def meta_backward(self, episode: Episode) -> None:
         """Accumulate the meta-gradient of the mean query loss into the model's ``.grad``."""
@@ -133,12 +138,15 @@ class Stepper:
 
 
 class MetarlStepper(Stepper):
-    def __init__(self, model, steps, first_order, inner_lr, meta_lr, path: str, device: torch.device):
-        config = MAMLConfig(inner_lr=inner_lr, inner_steps=steps, first_order=first_order, meta_lr=meta_lr, path=path)
+    def __init__(self, model, steps, first_order, inner_lr, meta_lr, path: str, device: torch.device,
+                 cuda_graph: bool = False):
+        config = MAMLConfig(inner_lr=inner_lr, inner_steps=steps, first_order=first_order, meta_lr=meta_lr, path=path,
+                            cuda_graph=cuda_graph)
         self.maml = MAML(model, "cross_entropy", config, device=device)
         self.model = self.maml.model
         self.meta_optimizer = self.maml.optimizer
-        self.details = {"path": "batched" if self.maml.batched else "per_task"}
+        self.details = {"path": "batched" if self.maml.batched else "per_task", "cuda_graph": cuda_graph}
+        self.untimed_steps = WARMUP_CALLS + 1 if cuda_graph else 0  # the eager steps and the recording
 
     def meta_backward(self, episode: Episode) -> None:
         self.maml.meta_backward(episode)
@@ -232,11 +240,12 @@ def make_stepper(
     name: Implementation, model: nn.Module, steps: int, first_order: bool, args: Args, device: torch.device
 ) -> Stepper:
     model = copy.deepcopy(model)
-    if name in ("metarl-default", "metarl-other"):
+    if name.startswith("metarl"):
         path = "auto"
         if name == "metarl-other":
             path = "per_task" if choose_batched(model, device) else "batched"
-        return MetarlStepper(model, steps, first_order, args.inner_lr, args.meta_lr, path, device)
+        return MetarlStepper(model, steps, first_order, args.inner_lr, args.meta_lr, path, device,
+                             cuda_graph=name == "metarl-graph")
     if name == "higher":
         return HigherStepper(model, steps, first_order, args.inner_lr, args.meta_lr)
     return TorchoptStepper(model, steps, first_order, args.inner_lr, args.meta_lr)
@@ -272,11 +281,16 @@ def device_name(device: torch.device) -> str:
     return f"{name or platform.machine()} ({os.cpu_count()} cores, torch threads {torch.get_num_threads()})"
 
 
-def available(names: tuple[Implementation, ...]) -> tuple[list[Implementation], dict[str, str]]:
-    """The implementations whose package imports, and a note for each one skipped."""
+def available(names: tuple[Implementation, ...], device: torch.device) -> tuple[list[Implementation], dict[str, str]]:
+    """The implementations that can run here (their package imports; CUDA for a graph), and a note for each
+    one skipped."""
     kept: list[Implementation] = []
     skipped: dict[str, str] = {}
     for name in dict.fromkeys(names):
+        if name == "metarl-graph" and device.type != "cuda":
+            skipped[name] = f"a CUDA graph needs a CUDA device, this run is on {device.type}"
+            print(f"skipping {name}: {skipped[name]}", file=sys.stderr)
+            continue
         if name in ("higher", "torchopt"):
             try:
                 __import__(name)
@@ -356,7 +370,7 @@ def run(args: Args) -> dict[str, Any]:
         raise SystemExit(f"bench_maml: {error}") from None
     if args.threads is not None:
         torch.set_num_threads(args.threads)
-    names, skipped = available(args.implementations)
+    names, skipped = available(args.implementations, device)
     torch.manual_seed(args.seed)
     model = Conv4(1, args.ways, hidden=args.hidden, image_size=args.image_size).to(device)
     episode = synthetic_episode(args, device)
@@ -433,7 +447,7 @@ def run(args: Args) -> dict[str, Any]:
                     return False
 
             for name in list(steppers):
-                for _ in range(args.warmup):
+                for _ in range(steppers[name].untimed_steps + args.warmup):
                     if not guarded(name):
                         break
             synchronize(device)

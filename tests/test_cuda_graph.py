@@ -1,0 +1,92 @@
+"""MAML's meta-step recorded as a CUDA graph (``MAMLConfig.cuda_graph``): the same updates as the eager step
+where a GPU is present, and clear refusals, and checkpoints that move between the two, everywhere."""
+
+from __future__ import annotations
+
+import copy
+import json
+
+import pytest
+import torch
+from scripts_support import script
+from test_training import TINY_SINUSOID
+
+from metarl.maml import MAML, MAMLConfig
+from metarl.models import Conv4
+from metarl.tasks import Episode
+
+SINUSOID = ["scripts/train_sinusoid.py", "--no-plot", *TINY_SINUSOID]
+needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA graphs need a CUDA device")
+
+
+def episode(seed: int, tasks: int = 4, ways: int = 5, queries: int = 3) -> Episode:
+    """Random 28x28 images with balanced labels, in the shapes of an Omniglot 1-shot meta-batch."""
+    g = torch.Generator().manual_seed(seed)
+    labels = torch.arange(ways).expand(tasks, -1)
+    return Episode(torch.rand(tasks, ways, 1, 28, 28, generator=g), labels.contiguous(),
+                   torch.rand(tasks, ways * queries, 1, 28, 28, generator=g),
+                   labels.repeat_interleave(queries, dim=1).contiguous())
+
+
+def test_refused_off_cuda_and_with_checkpointed_steps():
+    with pytest.raises(ValueError, match="records the meta-step on a CUDA device; this MAML runs on cpu"):
+        MAML(Conv4(1, 5, hidden=4), "cross_entropy", MAMLConfig(cuda_graph=True))
+    with pytest.raises(ValueError, match="cuda_graph and checkpoint_steps cannot be combined"):
+        MAMLConfig(cuda_graph=True, checkpoint_steps=True)
+
+
+def test_a_checkpoint_of_a_graphed_run_trains_on_without_one():
+    """A graphed run saves a capturable Adam (step counts on the GPU); loaded where there is no graph, the
+    optimiser is made ordinary again, which a CPU needs (a capturable Adam refuses CPU parameters)."""
+    torch.manual_seed(0)
+    maml = MAML(Conv4(1, 5, hidden=4), "cross_entropy", MAMLConfig(inner_lr=0.4, path="per_task"))
+    maml.meta_train_step(episode(0))
+    state = maml.state_dict()
+    for group in state["optimizer"]["param_groups"]:
+        group["capturable"] = True
+    other = MAML(Conv4(1, 5, hidden=4), "cross_entropy", MAMLConfig(inner_lr=0.4, path="per_task"))
+    other.load_state_dict(state)
+    assert not any(group["capturable"] for group in other.optimizer.param_groups)
+    other.meta_train_step(episode(1))
+    assert all(s["step"].item() == 2 and s["step"].device.type == "cpu" for s in other.optimizer.state.values())
+
+
+def test_a_run_saved_before_the_setting_existed_resumes(tmp_path):
+    """``cuda_graph`` changes how a step runs, not what it computes: resuming may switch it, and a run folder
+    written before it existed (no such key in config.json) resumes."""
+    out = tmp_path / "run"
+    script(*SINUSOID, "--out", str(out), "--iterations", "20")
+    config = json.loads((out / "config.json").read_text())
+    del config["learner"]["cuda_graph"]
+    (out / "config.json").write_text(json.dumps(config))
+    script(*SINUSOID, "--out", str(out), "--iterations", "30", "--resume")
+    assert json.loads((out / "eval.json").read_text())["tasks"] == 20
+
+
+@needs_cuda
+@pytest.mark.parametrize("path", ["batched", "per_task"])
+def test_graphed_meta_steps_equal_eager_ones(path, monkeypatch):
+    monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", False)  # TF32 would hide small differences
+    monkeypatch.setattr(torch.backends.cuda.matmul, "allow_tf32", False)
+    torch.manual_seed(0)
+    model = Conv4(1, 5, hidden=8)
+    config = MAMLConfig(inner_lr=0.4, path=path)
+    eager = MAML(copy.deepcopy(model), "cross_entropy", config, "cuda")
+    graphed = MAML(copy.deepcopy(model), "cross_entropy", MAMLConfig(**{**vars(config), "cuda_graph": True}), "cuda")
+    for seed in range(7):  # three eager warm-up steps, the recording, three replays
+        expected, got = eager.meta_train_step(episode(seed)), graphed.meta_train_step(episode(seed))
+        assert got == pytest.approx(expected, rel=1e-4, abs=1e-5), seed
+    assert graphed._graphed.recorded
+    for (name, a), b in zip(eager.model.named_parameters(), graphed.model.parameters()):
+        torch.testing.assert_close(b, a, rtol=1e-4, atol=1e-5, msg=lambda m, name=name: f"{name}: {m}")
+    moved = max(float((a - b).abs().max()) for a, b in zip(model.parameters(), graphed.model.cpu().parameters()))
+    assert moved > 1e-3  # the seven updates were applied, not only recorded
+
+
+@needs_cuda
+def test_a_replay_refuses_another_episode_shape():
+    maml = MAML(Conv4(1, 5, hidden=4), "cross_entropy", MAMLConfig(inner_lr=0.4, cuda_graph=True), "cuda")
+    for seed in range(4):
+        maml.meta_train_step(episode(seed))
+    with pytest.raises(ValueError, match="replays the recorded shapes"):
+        maml.meta_train_step(episode(4, queries=2))
