@@ -10,6 +10,7 @@ import pytest
 import torch
 from scripts_support import script
 from test_training import TINY_SINUSOID
+from torch import nn
 
 from metarl.maml import MAML, MAMLConfig
 from metarl.models import Conv4
@@ -77,7 +78,12 @@ def test_graphed_meta_steps_equal_eager_ones(path, monkeypatch):
         expected, got = eager.meta_train_step(episode(seed)), graphed.meta_train_step(episode(seed))
         assert got == pytest.approx(expected, rel=1e-4, abs=1e-5), seed
     assert graphed._graphed.recorded
+    # a convolution's bias feeds batch norm, which cancels it: its true gradient is zero, and Adam turns the
+    # rounding noise in its place into full-size steps, so it differs between any two implementations
+    cancelled = {f"{name}.bias" for name, module in model.named_modules() if isinstance(module, nn.Conv2d)}
     for (name, a), b in zip(eager.model.named_parameters(), graphed.model.parameters()):
+        if name in cancelled:
+            continue
         torch.testing.assert_close(b, a, rtol=1e-4, atol=1e-5, msg=lambda m, name=name: f"{name}: {m}")
     moved = max(float((a - b).abs().max()) for a, b in zip(model.parameters(), graphed.model.cpu().parameters()))
     assert moved > 1e-3  # the seven updates were applied, not only recorded
