@@ -9,11 +9,16 @@ records the kernels of one call and replays them with new inputs for the price o
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Literal, get_args
 
 import torch
 from torch import Tensor
 
 Step = Callable[..., tuple[Tensor, ...]]
+
+GraphSetting = Literal["auto", "off"]
+"""Whether a training step is recorded as a CUDA graph: ``auto`` wherever it can be (each learner's rule), or never."""
+GRAPH_SETTINGS: tuple[str, ...] = get_args(GraphSetting)
 
 WARMUP_CALLS = 3
 """Eager calls before the recording, as in PyTorch's whole-network capture example."""
@@ -65,7 +70,8 @@ class GraphedStep:
             for recorded, new in zip(self._inputs, inputs, strict=True):
                 if new.shape != recorded.shape or new.dtype != recorded.dtype:
                     raise ValueError(f"a CUDA graph replays the recorded shapes: got an input of {tuple(new.shape)} "
-                                     f"{new.dtype} where {tuple(recorded.shape)} {recorded.dtype} was recorded")
+                                     f"{new.dtype} where {tuple(recorded.shape)} {recorded.dtype} was recorded "
+                                     "(for batches whose shapes change, turn the CUDA graph off)")
                 recorded.copy_(new, non_blocking=True)
         self._graph.replay()
         return self._outputs

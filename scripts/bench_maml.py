@@ -10,10 +10,11 @@ each other on the first configuration.
     PYTHONPATH=. python scripts/bench_maml.py --inner-steps 1 --orders second --implementations metarl-default higher
 
 Implementations:
-  metarl-default  ``MAML`` with ``path="auto"`` (whatever :func:`metarl.maml.choose_batched` picks here)
+  metarl-default  ``MAML`` with its defaults: ``path="auto"`` (whatever :func:`metarl.maml.choose_batched` picks
+                  here) and ``cuda_graph="auto"`` (on CUDA the meta-step is replayed as a CUDA graph; its three
+                  eager steps and the recording are untimed warm-up)
   metarl-other    ``MAML`` with the other path (batched <-> per_task)
-  metarl-graph    ``MAML`` with ``path="auto"`` and ``cuda_graph=True``: the meta-step replayed as a CUDA graph
-                  (CUDA only; its three eager steps and the recording are untimed warm-up)
+  metarl-eager    ``MAML`` with ``path="auto"`` and no CUDA graph (CUDA only: elsewhere it is the default)
   higher          per-task loop with ``higher.innerloop_ctx`` (SGD inner optimiser), as in higher's MAML example
   torchopt        per-task loop with ``torchopt.MetaSGD`` and extract/recover_state_dict, as in torchopt's example
 
@@ -52,9 +53,9 @@ from metarl.models import Conv4
 from metarl.tasks import Episode
 from metarl.train import resolve_device
 
-Implementation = Literal["metarl-default", "metarl-other", "metarl-graph", "higher", "torchopt"]
+Implementation = Literal["metarl-default", "metarl-other", "metarl-eager", "higher", "torchopt"]
 Order = Literal["second", "first"]
-IMPLEMENTATIONS: tuple[Implementation, ...] = ("metarl-default", "metarl-other", "metarl-graph", "higher", "torchopt")
+IMPLEMENTATIONS: tuple[Implementation, ...] = ("metarl-default", "metarl-other", "metarl-eager", "higher", "torchopt")
 REFERENCE: Implementation = "metarl-default"
 
 
@@ -76,7 +77,7 @@ class Args:
     """Second-order MAML and/or first-order MAML."""
     implementations: tuple[Implementation, ...] = IMPLEMENTATIONS
     """Which implementations to time; higher and torchopt are skipped with a note when not importable, and
-    metarl-graph off CUDA."""
+    metarl-eager off CUDA."""
     ways: int = 5
     """Classes per task (N-way)."""
     shots: int = 1
@@ -139,14 +140,14 @@ class Stepper:
 
 class MetarlStepper(Stepper):
     def __init__(self, model, steps, first_order, inner_lr, meta_lr, path: str, device: torch.device,
-                 cuda_graph: bool = False):
+                 cuda_graph: str = "auto"):
         config = MAMLConfig(inner_lr=inner_lr, inner_steps=steps, first_order=first_order, meta_lr=meta_lr, path=path,
                             cuda_graph=cuda_graph)
         self.maml = MAML(model, "cross_entropy", config, device=device)
         self.model = self.maml.model
         self.meta_optimizer = self.maml.optimizer
-        self.details = {"path": "batched" if self.maml.batched else "per_task", "cuda_graph": cuda_graph}
-        self.untimed_steps = WARMUP_CALLS + 1 if cuda_graph else 0  # the eager steps and the recording
+        self.details = {"path": "batched" if self.maml.batched else "per_task", "cuda_graph": self.maml.graphed}
+        self.untimed_steps = WARMUP_CALLS + 1 if self.maml.graphed else 0  # the eager steps and the recording
 
     def meta_backward(self, episode: Episode) -> None:
         self.maml.meta_backward(episode)
@@ -245,7 +246,7 @@ def make_stepper(
         if name == "metarl-other":
             path = "per_task" if choose_batched(model, device) else "batched"
         return MetarlStepper(model, steps, first_order, args.inner_lr, args.meta_lr, path, device,
-                             cuda_graph=name == "metarl-graph")
+                             cuda_graph="off" if name == "metarl-eager" else "auto")
     if name == "higher":
         return HigherStepper(model, steps, first_order, args.inner_lr, args.meta_lr)
     return TorchoptStepper(model, steps, first_order, args.inner_lr, args.meta_lr)
@@ -287,8 +288,8 @@ def available(names: tuple[Implementation, ...], device: torch.device) -> tuple[
     kept: list[Implementation] = []
     skipped: dict[str, str] = {}
     for name in dict.fromkeys(names):
-        if name == "metarl-graph" and device.type != "cuda":
-            skipped[name] = f"a CUDA graph needs a CUDA device, this run is on {device.type}"
+        if name == "metarl-eager" and device.type != "cuda":
+            skipped[name] = f"off CUDA the default is eager already, this run is on {device.type}"
             print(f"skipping {name}: {skipped[name]}", file=sys.stderr)
             continue
         if name in ("higher", "torchopt"):

@@ -12,7 +12,8 @@ from scripts_support import script
 from test_training import TINY_SINUSOID
 from torch import nn
 
-from metarl.maml import MAML, MAMLConfig
+from metarl import distributed
+from metarl.maml import MAML, MAMLConfig, choose_cuda_graph
 from metarl.models import Conv4
 from metarl.tasks import Episode
 
@@ -29,11 +30,15 @@ def episode(seed: int, tasks: int = 4, ways: int = 5, queries: int = 3) -> Episo
                    labels.repeat_interleave(queries, dim=1).contiguous())
 
 
-def test_refused_off_cuda_and_with_checkpointed_steps():
-    with pytest.raises(ValueError, match="records the meta-step on a CUDA device; this MAML runs on cpu"):
-        MAML(Conv4(1, 5, hidden=4), "cross_entropy", MAMLConfig(cuda_graph=True))
-    with pytest.raises(ValueError, match="cuda_graph and checkpoint_steps cannot be combined"):
-        MAMLConfig(cuda_graph=True, checkpoint_steps=True)
+def test_auto_records_only_for_one_process_on_cuda_without_checkpointed_steps(monkeypatch):
+    with pytest.raises(ValueError, match=r"unknown cuda_graph 'on'; choose one of \['auto', 'off'\]"):
+        MAMLConfig(cuda_graph="on")
+    assert not MAML(Conv4(1, 5, hidden=4), "cross_entropy", MAMLConfig()).graphed
+    assert choose_cuda_graph(torch.device("cuda"), checkpoint_steps=False)
+    assert not choose_cuda_graph(torch.device("cuda"), checkpoint_steps=True)
+    assert not choose_cuda_graph(torch.device("cpu"), checkpoint_steps=False)
+    monkeypatch.setattr(distributed, "world_size", lambda: 2)  # under torchrun
+    assert not choose_cuda_graph(torch.device("cuda"), checkpoint_steps=False)
 
 
 def test_a_checkpoint_of_a_graphed_run_trains_on_without_one():
@@ -71,9 +76,9 @@ def test_graphed_meta_steps_equal_eager_ones(path, monkeypatch):
     monkeypatch.setattr(torch.backends.cuda.matmul, "allow_tf32", False)
     torch.manual_seed(0)
     model = Conv4(1, 5, hidden=8)
-    config = MAMLConfig(inner_lr=0.4, path=path)
+    config = MAMLConfig(inner_lr=0.4, path=path, cuda_graph="off")
     eager = MAML(copy.deepcopy(model), "cross_entropy", config, "cuda")
-    graphed = MAML(copy.deepcopy(model), "cross_entropy", MAMLConfig(**{**vars(config), "cuda_graph": True}), "cuda")
+    graphed = MAML(copy.deepcopy(model), "cross_entropy", MAMLConfig(**{**vars(config), "cuda_graph": "auto"}), "cuda")
     for seed in range(7):  # three eager warm-up steps, the recording, three replays
         expected, got = eager.meta_train_step(episode(seed)), graphed.meta_train_step(episode(seed))
         assert got == pytest.approx(expected, rel=1e-4, abs=1e-5), seed
@@ -84,14 +89,15 @@ def test_graphed_meta_steps_equal_eager_ones(path, monkeypatch):
     for (name, a), b in zip(eager.model.named_parameters(), graphed.model.parameters()):
         if name in cancelled:
             continue
-        torch.testing.assert_close(b, a, rtol=1e-4, atol=1e-5, msg=lambda m, name=name: f"{name}: {m}")
-    moved = max(float((a - b).abs().max()) for a, b in zip(model.parameters(), graphed.model.cpu().parameters()))
+        # Adam divides by the gradient's running scale, so float rounding moves an element by up to ~2e-5 (H200)
+        torch.testing.assert_close(b, a, rtol=1e-3, atol=1e-4, msg=lambda m, name=name: f"{name}: {m}")
+    moved = max(float((a - b).detach().abs().max()) for a, b in zip(model.parameters(), graphed.model.cpu().parameters()))
     assert moved > 1e-3  # the seven updates were applied, not only recorded
 
 
 @needs_cuda
 def test_a_replay_refuses_another_episode_shape():
-    maml = MAML(Conv4(1, 5, hidden=4), "cross_entropy", MAMLConfig(inner_lr=0.4, cuda_graph=True), "cuda")
+    maml = MAML(Conv4(1, 5, hidden=4), "cross_entropy", MAMLConfig(inner_lr=0.4), "cuda")  # auto: recorded
     for seed in range(4):
         maml.meta_train_step(episode(seed))
     with pytest.raises(ValueError, match="replays the recorded shapes"):
