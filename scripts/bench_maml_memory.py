@@ -55,7 +55,8 @@ def measure(args: Args, steps: int, checkpoint: bool) -> dict[str, float | int |
     device = resolve_device(args.device)
     torch.manual_seed(0)
     model = Conv4(3, args.ways, hidden=args.hidden, image_size=args.image_size)
-    config = MAMLConfig(inner_lr=0.01, inner_steps=steps, path=args.path, checkpoint_steps=checkpoint)
+    # eager steps: a CUDA graph is not made with checkpointing, so both rows must run without one
+    config = MAMLConfig(inner_lr=0.01, inner_steps=steps, path=args.path, checkpoint_steps=checkpoint, cuda_graph="off")
     maml = MAML(model, "cross_entropy", config, device)
     t, size = args.meta_batch_size, args.image_size
     episode = Episode(torch.rand(t, args.ways * args.shots, 3, size, size),
