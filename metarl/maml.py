@@ -129,7 +129,7 @@ class MAML(EpisodicTraining):
             self.batched = choose_batched(self.model, self.device)
         else:
             self.batched = self.config.path == "batched"
-        self._graphed = GraphedStep(self._update) if self.graphed else None
+        self._recorded_step = GraphedStep(self._update) if self.graphed else None
 
     @classmethod
     def create(cls, model: dict[str, Any], distribution: SupervisedTaskDistribution, config: MAMLConfig,
@@ -235,9 +235,9 @@ class MAML(EpisodicTraining):
         Under torchrun each process back-propagates its share of the tasks and the shares' gradients are
         summed (:mod:`metarl.distributed`) before the update, so every process takes the one-process step.
         """
-        if self._graphed is not None:
-            loss, metric = self._graphed(*episode.to(self.device).tensors())
-            return {"query_loss": loss.item(), f"query_{self.metric}": metric.item()}
+        if self._recorded_step is not None:
+            loss, metric = torch.stack(self._recorded_step(*episode.to(self.device).tensors())).tolist()  # one sync
+            return {"query_loss": loss, f"query_{self.metric}": metric}
         shard = distributed.task_shard(episode.num_tasks)
         self.optimizer.zero_grad(set_to_none=True)
         metrics = self.meta_backward(_tasks(episode, shard.slice))
@@ -312,8 +312,8 @@ class MAML(EpisodicTraining):
                 self.inner_lrs[name].copy_(lr)
         self.optimizer.load_state_dict(state["optimizer"])
         _set_capturable(self.optimizer, self.graphed)  # the checkpoint's run may have recorded or not
-        if self._graphed is not None:  # the recorded graph holds the replaced optimiser state: record anew
-            self._graphed = GraphedStep(self._update)
+        if self._recorded_step is not None:  # the recorded graph holds the replaced optimiser state: record anew
+            self._recorded_step = GraphedStep(self._update)
 
 
 def _set_capturable(optimizer: torch.optim.Optimizer, capturable: bool) -> None:

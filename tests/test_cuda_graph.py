@@ -82,7 +82,7 @@ def test_graphed_meta_steps_equal_eager_ones(path, monkeypatch):
     for seed in range(7):  # three eager warm-up steps, the recording, three replays
         expected, got = eager.meta_train_step(episode(seed)), graphed.meta_train_step(episode(seed))
         assert got == pytest.approx(expected, rel=1e-4, abs=1e-5), seed
-    assert graphed._graphed.recorded
+    assert graphed._recorded_step.recorded
     # a convolution's bias feeds batch norm, which cancels it: its true gradient is zero, and Adam turns the
     # rounding noise in its place into full-size steps, so it differs between any two implementations
     cancelled = {f"{name}.bias" for name, module in model.named_modules() if isinstance(module, nn.Conv2d)}
