@@ -1,5 +1,5 @@
-"""Issue 6's GPU check in one command: every algorithm for a few iterations on the device, then the benchmarks,
-and one JSON report.
+"""Issue 6's GPU check in one command: the CUDA-graph tests, every algorithm for a few iterations on the device,
+then the benchmarks, and one JSON report.
 
 Each step runs as its own process with a time limit, so one failure or hang does not hide the others; the
 report records, per step, the command, its exit code, its wall time and the last lines of its output, and
@@ -59,6 +59,8 @@ def steps(args: Args, out: Path) -> list[tuple[str, list[str]]]:
                ["--repeats", "1", "--warmup", "0", "--workers", *sorted({str(max(1, cores // 2)), str(cores)})])
     sampler += ["--policy-device", args.device]
     return [
+        # the recorded MAML meta-step against eager steps (tests/test_cuda_graph.py skips these without CUDA)
+        ("cuda_graph_tests", ["-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/test_cuda_graph.py"]),
         train("sinusoid", "train_sinusoid.py", "--no-plot"),
         train("omniglot-maml", "train_omniglot.py", "--meta-batch-size", "8"),
         train("meta-lstm", "train_meta_lstm.py", *omniglot),
