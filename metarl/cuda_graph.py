@@ -61,17 +61,19 @@ class GraphedStep:
                 outputs = self.step(*inputs)
             torch.cuda.current_stream().wait_stream(side)
             return outputs
-        if self._graph is None:
-            self._inputs = tuple(t.clone() for t in inputs)
-            self._graph = torch.cuda.CUDAGraph()
-            with torch.cuda.graph(self._graph):
-                self._outputs = self.step(*self._inputs)
+        if self._graph is None:  # kept only once recorded: a failed recording leaves nothing half-made behind
+            recorded_inputs, graph = tuple(t.clone() for t in inputs), torch.cuda.CUDAGraph()
+            with torch.cuda.graph(graph):
+                outputs = self.step(*recorded_inputs)
+            self._graph, self._inputs, self._outputs = graph, recorded_inputs, outputs
         else:
-            for recorded, new in zip(self._inputs, inputs, strict=True):
+            pairs = list(zip(self._inputs, inputs, strict=True))
+            for recorded, new in pairs:
                 if new.shape != recorded.shape or new.dtype != recorded.dtype:
                     raise ValueError(f"a CUDA graph replays the recorded shapes: got an input of {tuple(new.shape)} "
                                      f"{new.dtype} where {tuple(recorded.shape)} {recorded.dtype} was recorded "
                                      "(for batches whose shapes change, turn the CUDA graph off)")
+            for recorded, new in pairs:
                 recorded.copy_(new, non_blocking=True)
         self._graph.replay()
         return self._outputs
