@@ -8,6 +8,9 @@
 #   bash benchmarks/omniglot_gpu.sh train OUT N5 N20 S   # 5-way and 20-way 1-shot side by side, N5 / N20
 #                                                        # iterations (0: not that one), each stopped after
 #                                                        # S seconds at most; FLAGS: more options for both
+#   bash benchmarks/omniglot_gpu.sh resume OUT RUN.tgz WAYS S   # continue a packed run (5- or 20-way, as
+#                                                        # trained) for at most S seconds, then evaluate it
+#                                                        # and pack it again
 #   bash benchmarks/omniglot_gpu.sh cold OUT N [S]       # time to accuracy: 5-way 1-shot alone for N iterations
 #                                                        # (stopped after S seconds at most) from a cold start
 #                                                        # (empty decoded-image cache), wall time of the whole
@@ -18,7 +21,7 @@
 # checkpoint and eval.json. A run stopped by its time limit is evaluated from its last checkpoint
 # (600 test tasks) into <run>/eval_checkpoint.json.
 set -uo pipefail
-phase=${1:?probe, graph, train or cold}
+phase=${1:?probe, graph, train, resume or cold}
 out=${2:?output folder}
 runs=${RUNS:-/tmp/metarl-runs}
 device=${DEVICE:-cuda}  # DEVICE=cpu tries the script without a GPU
@@ -35,7 +38,8 @@ step_rate() {  # last perf record of a run: meta-tasks per second
 pack() {  # run folder -> OUT/<name>.tgz, evaluating the last checkpoint when the run did not finish
     local name=$1
     if [[ ! -f "$runs/$name/eval.json" && -f "$runs/$name/checkpoint.pt" ]]; then
-        python3 -m metarl.cli evaluate --checkpoint "$runs/$name" --tasks 600 --json > "$runs/$name/eval_checkpoint.json"
+        python3 -m metarl.cli evaluate --checkpoint "$runs/$name" --tasks 600 --device "$device" --json \
+            > "$runs/$name/eval_checkpoint.json"
         cat "$runs/$name/eval_checkpoint.json"
     fi
     tar czf "$out/$name.tgz" -C "$runs" "$name"
@@ -78,6 +82,16 @@ train)
     (( n5 > 0 )) && pack omniglot-5w1s
     (( n20 > 0 )) && pack omniglot-20w1s
     ;;
+resume)
+    packed=${3:?a run packed by this script}; ways=${4:?5 or 20}; limit=${5:?seconds}
+    case $ways in 5) flags=("${five_way[@]}") ;; 20) flags=("${twenty_way[@]}") ;; *) echo "WAYS is 5 or 20" >&2; exit 2 ;; esac
+    name=$(basename "$packed" .tgz)
+    tar xzf "$packed" -C "$runs" && rm -f "$runs/$name/eval_checkpoint.json"
+    timeout "$limit" python3 scripts/train_omniglot.py "${flags[@]}" --out "$runs/$name" --iterations 60000 --resume \
+        --device "$device" --no-progress --checkpoint-every 250 > "$out/resume_$name.log" 2>&1
+    tail -n 4 "$out/resume_$name.log"
+    pack "$name"
+    ;;
 cold)
     n5=${3:?iterations}; limit=${4:-0}  # timeout 0: no limit
     export METARL_CACHE; METARL_CACHE=$(mktemp -d)  # nothing decoded yet: the zips are read and decoded in the timed run
@@ -91,5 +105,5 @@ cold)
     pack omniglot-5w1s-cold
     ;;
 *)
-    echo "unknown phase $phase (probe, graph, train or cold)" >&2; exit 2 ;;
+    echo "unknown phase $phase (probe, graph, train, resume or cold)" >&2; exit 2 ;;
 esac
