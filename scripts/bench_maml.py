@@ -283,8 +283,8 @@ def device_name(device: torch.device) -> str:
 
 
 def available(names: tuple[Implementation, ...], device: torch.device) -> tuple[list[Implementation], dict[str, str]]:
-    """The implementations that can run here (their package imports; CUDA for a graph), and a note for each
-    one skipped."""
+    """The implementations worth running here (a peer whose package imports; metarl-eager on CUDA only), and a
+    note for each one skipped."""
     kept: list[Implementation] = []
     skipped: dict[str, str] = {}
     for name in dict.fromkeys(names):
