@@ -121,15 +121,20 @@ class MAML(EpisodicTraining):
                 name: nn.Parameter(torch.full_like(p, self.config.inner_lr))
                 for name, p in parameters_of(self.model).items()
             }
-        self.graphed = self.config.cuda_graph == "auto" and choose_cuda_graph(self.device, self.config.checkpoint_steps)
+        graphed = self.config.cuda_graph == "auto" and choose_cuda_graph(self.device, self.config.checkpoint_steps)
         self.optimizer = torch.optim.Adam(
-            [*self.model.parameters(), *self.inner_lrs.values()], lr=self.config.meta_lr, capturable=self.graphed
+            [*self.model.parameters(), *self.inner_lrs.values()], lr=self.config.meta_lr, capturable=graphed
         )
         if self.config.path == "auto":
             self.batched = choose_batched(self.model, self.device)
         else:
             self.batched = self.config.path == "batched"
-        self._recorded_step = GraphedStep(self._update) if self.graphed else None
+        self._recorded_step = GraphedStep(self._update) if graphed else None
+
+    @property
+    def graphed(self) -> bool:
+        """Whether the meta-step is recorded as a CUDA graph (``cuda_graph="auto"`` where it can be)."""
+        return self._recorded_step is not None
 
     @classmethod
     def create(cls, model: dict[str, Any], distribution: SupervisedTaskDistribution, config: MAMLConfig,
