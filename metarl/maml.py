@@ -1,9 +1,9 @@
 """MAML (Finn, Abbeel and Levine, 2017) for supervised episodes, with first-order and Meta-SGD options.
 
 One task's contribution is "adapt on the support set, then the loss on the query set"; the meta-batch
-runs it either batched over the task axis with ``torch.func.vmap`` or in a per-task loop. Both give
-the same meta-gradient (tested against a plain autograd reference); which is faster depends on the
-device and model (see :func:`choose_batched`).
+runs it either batched over the task axis with ``torch.func.vmap`` or in a per-task loop (on a CPU, tasks side
+by side on threads: :mod:`metarl.task_threads`). Both give the same meta-gradient (tested against a plain
+autograd reference); which is faster depends on the device and model (see :func:`choose_batched`).
 """
 
 from __future__ import annotations
@@ -34,6 +34,7 @@ from metarl.functional import (
     score,
 )
 from metarl.models import build_model, vmap_safe_norm
+from metarl.task_threads import TaskThreads, default_task_threads
 from metarl.tasks import Episode, SupervisedTaskDistribution
 
 
@@ -63,6 +64,9 @@ class MAMLConfig:
     """Record the meta-step (meta-gradient and Adam update) as a CUDA graph after three eager steps and
     replay it for every later episode, so the host launches one graph instead of each kernel: auto does so
     for one process on CUDA without checkpoint_steps; off never. The episodes must keep one shape."""
+    task_threads: int = 0
+    """Threads for the per-task path on a CPU, each running whole tasks on one intra-op thread
+    (:mod:`metarl.task_threads`); 0 picks torch's intra-op thread count there and 1 everywhere else."""
 
     def __post_init__(self) -> None:
         if self.inner_lr <= 0 or self.meta_lr <= 0:
@@ -73,6 +77,8 @@ class MAMLConfig:
             )
         check_choice("path", self.path, META_BATCH_PATHS)
         check_choice("cuda_graph", self.cuda_graph, GRAPH_SETTINGS)
+        if self.task_threads < 0:
+            raise ValueError(f"task_threads must be >= 0 (0 picks), got {self.task_threads}")
 
 
 def choose_batched(model: nn.Module, device: torch.device) -> bool:
@@ -130,6 +136,16 @@ class MAML(EpisodicTraining):
         else:
             self.batched = self.config.path == "batched"
         self._recorded_step = GraphedStep(self._update) if graphed else None
+        self.tasks = TaskThreads(self.model, self._task_threads())
+
+    def _task_threads(self) -> int:
+        threads = self.config.task_threads
+        if threads > 1 and (self.batched or self.device.type != "cpu"):
+            raise ValueError(f"task_threads={threads} needs the per-task path on a CPU; this MAML has the "
+                             f"{'batched' if self.batched else 'per-task'} path on {self.device}")
+        if threads == 0:
+            return 1 if self.batched else default_task_threads(self.device)
+        return threads
 
     @property
     def graphed(self) -> bool:
@@ -147,9 +163,9 @@ class MAML(EpisodicTraining):
         return self.config.eval_inner_steps
 
     # --- the two pieces every path shares -------------------------------------------------------
-    def _support_loss(self, params: Params, data: tuple[Tensor, Tensor]) -> Tensor:
+    def _support_loss(self, module: nn.Module, params: Params, data: tuple[Tensor, Tensor]) -> Tensor:
         x, y = data
-        return LOSSES[self.loss](forward(self.model, params, x), y)
+        return LOSSES[self.loss](forward(module, params, x), y)
 
     @property
     def inner_lr(self) -> LearningRate:
@@ -157,12 +173,13 @@ class MAML(EpisodicTraining):
         return self.inner_lrs if self.inner_lrs else self.config.inner_lr
 
     def _task_objective(
-        self, params: Params, support_x: Tensor, support_y: Tensor, query_x: Tensor, query_y: Tensor
+        self, module: nn.Module, params: Params, support_x: Tensor, support_y: Tensor, query_x: Tensor,
+        query_y: Tensor,
     ) -> tuple[Tensor, Tensor]:
-        """Adapt on one task's support set; return the query loss and the query metric."""
+        """Adapt on one task's support set; return the query loss and the query metric (``module`` runs it)."""
         adapted = adapt(
             params,
-            self._support_loss,
+            partial(self._support_loss, module),
             (support_x, support_y),
             self.config.inner_steps,
             self.inner_lr,
@@ -170,10 +187,11 @@ class MAML(EpisodicTraining):
             functional=self.batched,
             checkpoint=self.config.checkpoint_steps and not self.batched,
         )
-        return self._query_objective(adapted, query_x, query_y)
+        return self._query_objective(module, adapted, query_x, query_y)
 
-    def _query_objective(self, params: Params, query_x: Tensor, query_y: Tensor) -> tuple[Tensor, Tensor]:
-        prediction = forward(self.model, params, query_x)
+    def _query_objective(self, module: nn.Module, params: Params, query_x: Tensor, query_y: Tensor
+                         ) -> tuple[Tensor, Tensor]:
+        prediction = forward(module, params, query_x)
         return LOSSES[self.loss](prediction, query_y), score(self.loss, prediction.detach(), query_y)
 
     def _checkpointed_batched_objective(
@@ -187,7 +205,8 @@ class MAML(EpisodicTraining):
         names = list(params)
 
         def one_task_step(x: Tensor, y: Tensor, *task_params: Tensor) -> tuple[Tensor, ...]:
-            stepped = adapt(dict(zip(names, task_params)), self._support_loss, (x, y), 1, self.inner_lr,
+            stepped = adapt(dict(zip(names, task_params)), partial(self._support_loss, self.model), (x, y), 1,
+                            self.inner_lr,
                             self.config.first_order)
             return tuple(stepped.values())
 
@@ -198,7 +217,7 @@ class MAML(EpisodicTraining):
         batched = tuple(p.expand(support_x.shape[0], *p.shape) for p in params.values())
         for _ in range(self.config.inner_steps):
             batched = torch.utils.checkpoint.checkpoint(step, *batched, use_reentrant=True)
-        return vmap(self._query_objective)(dict(zip(names, batched)), query_x, query_y)
+        return vmap(partial(self._query_objective, self.model))(dict(zip(names, batched)), query_x, query_y)
 
     # --- meta-training ----------------------------------------------------------------------------
     def meta_backward(self, episode: Episode) -> dict[str, float]:
@@ -215,17 +234,29 @@ class MAML(EpisodicTraining):
                 losses, scores = self._checkpointed_batched_objective(params, *tensors)
                 losses.mean().backward()
             elif self.batched:
-                losses, scores = vmap(self._task_objective, in_dims=(None, 0, 0, 0, 0))(params, *tensors)
+                objective = partial(self._task_objective, self.model)
+                losses, scores = vmap(objective, in_dims=(None, 0, 0, 0, 0))(params, *tensors)
                 losses.mean().backward()
             else:
-                per_task = []
-                num_tasks = support_x.shape[0]
-                for i in range(num_tasks):
-                    loss, task_score = self._task_objective(params, *(t[i] for t in tensors))
-                    (loss / num_tasks).backward()
-                    per_task.append((loss.detach(), task_score))
-                losses, scores = (torch.stack(column) for column in zip(*per_task))
+                losses, scores = self._per_task_backward(params, tensors)
         return losses.detach(), scores
+
+    def _per_task_backward(self, params: Params, tensors: tuple[Tensor, ...]) -> tuple[Tensor, Tensor]:
+        """The per-task path: each task's meta-gradient (on :attr:`tasks`' threads), summed in task order."""
+        num_tasks = tensors[0].shape[0]
+        trainable = [p for group in self.optimizer.param_groups for p in group["params"] if p.requires_grad]
+
+        def task(module: nn.Module, i: int) -> tuple[Tensor, Tensor, tuple[Tensor | None, ...]]:
+            loss, task_score = self._task_objective(module, params, *(t[i] for t in tensors))
+            return loss.detach(), task_score, torch.autograd.grad(loss / num_tasks, trainable, allow_unused=True)
+
+        losses, scores, grads = zip(*self.tasks.map(task, num_tasks))
+        for param, task_grads in zip(trainable, zip(*grads)):
+            used = [g for g in task_grads if g is not None]
+            if used:
+                total = sum(used[1:], used[0])
+                param.grad = total if param.grad is None else param.grad + total
+        return torch.stack(losses), torch.stack(scores)
 
     def _update(self, *tensors: Tensor) -> tuple[Tensor, Tensor]:
         """One meta-update on an episode's tensors, all on the device: what ``cuda_graph`` records."""
@@ -257,8 +288,8 @@ class MAML(EpisodicTraining):
         steps = self.config.eval_inner_steps if steps is None else steps
         params = {name: p.detach() for name, p in parameters_of(self.model).items()}
         data = (support_x.to(self.device), support_y.to(self.device))
-        return adapt(params, self._support_loss, data, steps, self._detached_inner_lr(), first_order=True,
-                     functional=False)
+        return adapt(params, partial(self._support_loss, self.model), data, steps, self._detached_inner_lr(),
+                     first_order=True, functional=False)
 
     def predict(self, params: Params, x: Tensor) -> Tensor:
         """The model's output on ``x`` with (adapted) ``params``."""
@@ -271,14 +302,15 @@ class MAML(EpisodicTraining):
         return self.config.inner_lr
 
     def _adaptation_curve(
-        self, params: Params, steps: int, support_x: Tensor, support_y: Tensor, query_x: Tensor, query_y: Tensor
+        self, module: nn.Module, params: Params, steps: int, support_x: Tensor, support_y: Tensor, query_x: Tensor,
+        query_y: Tensor,
     ) -> Tensor:
-        """The query metric of one task after 0, 1, ..., ``steps`` inner steps."""
-        curve = [score(self.loss, forward(self.model, params, query_x), query_y)]
+        """The query metric of one task after 0, 1, ..., ``steps`` inner steps (``module`` runs it)."""
+        curve = [score(self.loss, forward(module, params, query_x), query_y)]
         for _ in range(steps):
-            params = adapt(params, self._support_loss, (support_x, support_y), 1, self._detached_inner_lr(),
-                           first_order=True, functional=self.batched)
-            curve.append(score(self.loss, forward(self.model, params, query_x), query_y))
+            params = adapt(params, partial(self._support_loss, module), (support_x, support_y), 1,
+                           self._detached_inner_lr(), first_order=True, functional=self.batched)
+            curve.append(score(self.loss, forward(module, params, query_x), query_y))
         return torch.stack(curve)
 
     def evaluate(self, episode: Episode, steps: int | None = None) -> Tensor:
@@ -293,11 +325,15 @@ class MAML(EpisodicTraining):
     def _evaluate_tasks(self, episode: Episode, steps: int) -> Tensor:
         params = {name: p.detach() for name, p in parameters_of(self.model).items()}
         tensors = episode.to(self.device).tensors()
-        curve = partial(self._adaptation_curve, params, steps)
         with torch.no_grad(), vmap_safe_norm(self.model, self.batched):
             if self.batched:
-                return vmap(curve)(*tensors).cpu()
-            return torch.stack([curve(*(t[i] for t in tensors)) for i in range(episode.num_tasks)]).cpu()
+                return vmap(partial(self._adaptation_curve, self.model, params, steps))(*tensors).cpu()
+
+            def task(module: nn.Module, i: int) -> Tensor:
+                with torch.no_grad():  # grad mode is per thread
+                    return self._adaptation_curve(module, params, steps, *(t[i] for t in tensors))
+
+            return torch.stack(self.tasks.map(task, episode.num_tasks)).cpu()
 
     # --- checkpoints -----------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:

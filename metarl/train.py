@@ -23,7 +23,8 @@ from metarl.logger import RunLogger
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
-RESUMABLE_CHANGES = frozenset({"out", "iterations", "resume", "device", "progress", "workers", "learner.cuda_graph"})
+RESUMABLE_CHANGES = frozenset({"out", "iterations", "resume", "device", "progress", "workers", "learner.cuda_graph",
+                               "learner.task_threads"})
 """Settings that may change when a run is resumed (they do not change its results); any other change is
 refused. Keys of the ``train`` entry are named without their ``train.`` prefix."""
 

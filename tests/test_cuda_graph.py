@@ -4,12 +4,9 @@ where a GPU is present, and clear refusals, and checkpoints that move between th
 from __future__ import annotations
 
 import copy
-import json
 
 import pytest
 import torch
-from scripts_support import script
-from test_training import TINY_SINUSOID
 from torch import nn
 
 from metarl import distributed
@@ -17,7 +14,6 @@ from metarl.maml import MAML, MAMLConfig, choose_cuda_graph
 from metarl.models import Conv4
 from metarl.tasks import Episode
 
-SINUSOID = ["scripts/train_sinusoid.py", "--no-plot", *TINY_SINUSOID]
 needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA graphs need a CUDA device")
 
 
@@ -55,18 +51,6 @@ def test_a_checkpoint_of_a_graphed_run_trains_on_without_one():
     assert not any(group["capturable"] for group in other.optimizer.param_groups)
     other.meta_train_step(episode(1))
     assert all(s["step"].item() == 2 and s["step"].device.type == "cpu" for s in other.optimizer.state.values())
-
-
-def test_a_run_saved_before_the_setting_existed_resumes(tmp_path):
-    """``cuda_graph`` changes how a step runs, not what it computes: resuming may switch it, and a run folder
-    written before it existed (no such key in config.json) resumes."""
-    out = tmp_path / "run"
-    script(*SINUSOID, "--out", str(out), "--iterations", "20")
-    config = json.loads((out / "config.json").read_text())
-    del config["learner"]["cuda_graph"]
-    (out / "config.json").write_text(json.dumps(config))
-    script(*SINUSOID, "--out", str(out), "--iterations", "30", "--resume")
-    assert json.loads((out / "eval.json").read_text())["tasks"] == 20
 
 
 @needs_cuda

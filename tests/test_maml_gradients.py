@@ -45,14 +45,15 @@ def conv_episode(tasks=3, ways=3, shots=2, queries=2):
 
 @pytest.mark.parametrize("make", [mlp_episode, conv_episode], ids=["mlp", "conv4-batchnorm"])
 @pytest.mark.parametrize("steps,first_order", [(1, False), (2, False), (2, True)])
-@pytest.mark.parametrize("path", ["batched", "per_task"])
+@pytest.mark.parametrize("path,threads", [("batched", 0), ("per_task", 1), ("per_task", 2)],
+                         ids=["batched", "per_task", "per_task-2-threads"])
 @pytest.mark.parametrize("meta_sgd", [False, True], ids=["fixed-lr", "meta-sgd"])
 @pytest.mark.parametrize("checkpoint", [False, True], ids=["", "checkpointed"])
-def test_meta_gradient_matches_autograd_reference(make, steps, first_order, path, meta_sgd, checkpoint):
+def test_meta_gradient_matches_autograd_reference(make, steps, first_order, path, threads, meta_sgd, checkpoint):
     torch.manual_seed(0)
     model, loss, episode = make()
     config = MAMLConfig(inner_lr=0.1, inner_steps=steps, first_order=first_order, meta_sgd=meta_sgd, path=path,
-                        checkpoint_steps=checkpoint)
+                        checkpoint_steps=checkpoint, task_threads=threads)
     maml = MAML(model, loss, config)
     if meta_sgd:  # distinct per-element step sizes, so a wrong broadcast would show
         with torch.no_grad():

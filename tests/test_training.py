@@ -2,6 +2,7 @@
 
 import json
 
+import pytest
 from scripts_support import metarl, records, run, script
 
 TINY_SINUSOID = ["--log-every", "10", "--eval-every", "20", "--checkpoint-every", "20", "--eval-tasks", "10",
@@ -26,6 +27,21 @@ def test_sinusoid_script_resume_matches_uninterrupted_run(tmp_path):
     assert list((resumed / "tensorboard").glob("events.out.tfevents.*"))
     config = json.loads((resumed / "config.json").read_text())
     assert config["method"] == "maml" and config["learner"]["inner_lr"] == 0.01 and config["train"]["meta_batch_size"] == 5
+
+
+@pytest.mark.parametrize("setting", ["cuda_graph", "task_threads"])
+def test_a_run_saved_before_a_setting_of_how_steps_run_existed_resumes(tmp_path, setting):
+    """``cuda_graph`` and ``task_threads`` change how a step runs, not what it computes: resuming may switch them,
+    and a run folder written before one existed (no such key in config.json) resumes."""
+    out = tmp_path / "run"
+    sinusoid = ["scripts/train_sinusoid.py", "--no-plot", "--out", str(out), *TINY_SINUSOID]
+    script(*sinusoid, "--iterations", "20")
+    config = json.loads((out / "config.json").read_text())
+    del config["learner"][setting]
+    (out / "config.json").write_text(json.dumps(config))
+    switched = {"cuda_graph": ["--cuda-graph", "off"], "task_threads": ["--task-threads", "1"]}[setting]
+    script(*sinusoid, "--iterations", "30", "--resume", *switched)
+    assert json.loads((out / "eval.json").read_text())["tasks"] == 20
 
 
 def test_resume_refuses_a_changed_configuration_and_a_fresh_run_refuses_an_existing_folder(tmp_path):
