@@ -146,7 +146,8 @@ class MetarlStepper(Stepper):
         self.maml = MAML(model, "cross_entropy", config, device=device)
         self.model = self.maml.model
         self.meta_optimizer = self.maml.optimizer
-        self.details = {"path": "batched" if self.maml.batched else "per_task", "cuda_graph": self.maml.graphed}
+        self.details = {"path": "batched" if self.maml.batched else "per_task", "cuda_graph": self.maml.graphed,
+                        "task_threads": self.maml.tasks.threads}
         self.untimed_steps = WARMUP_CALLS + 1 if self.maml.graphed else 0  # the eager steps and the recording
 
     def meta_backward(self, episode: Episode) -> None:

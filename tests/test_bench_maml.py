@@ -45,6 +45,7 @@ def test_bench_maml_end_to_end(tmp_path):
         assert len(row["times_ms"]) == 1 and all(t > 0 for t in row["times_ms"])
         assert row["median_ms"] > 0
     assert {rows["metarl-default"]["path"], rows["metarl-other"]["path"]} == {"batched", "per_task"}
+    assert rows["metarl-default"]["task_threads"] == 1  # one task thread per torch thread (--threads 1)
     assert set(report["ratios"]["second/1"]) >= set(expected) - {"metarl-default"}
     # torchopt is optional: it is either timed, recorded as failing, or skipped as not importable.
     if importlib.util.find_spec("torchopt") is not None:
