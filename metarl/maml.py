@@ -206,8 +206,7 @@ class MAML(EpisodicTraining):
 
         def one_task_step(x: Tensor, y: Tensor, *task_params: Tensor) -> tuple[Tensor, ...]:
             stepped = adapt(dict(zip(names, task_params)), partial(self._support_loss, self.model), (x, y), 1,
-                            self.inner_lr,
-                            self.config.first_order)
+                            self.inner_lr, self.config.first_order)
             return tuple(stepped.values())
 
         def step(*batched: Tensor) -> tuple[Tensor, ...]:
@@ -242,7 +241,8 @@ class MAML(EpisodicTraining):
         return losses.detach(), scores
 
     def _per_task_backward(self, params: Params, tensors: tuple[Tensor, ...]) -> tuple[Tensor, Tensor]:
-        """The per-task path: each task's meta-gradient (on :attr:`tasks`' threads), summed in task order."""
+        """The per-task path: each task's meta-gradient (on :attr:`tasks`' threads), summed in task order as the
+        tasks finish, so that only a few tasks' gradients are held at a time."""
         num_tasks = tensors[0].shape[0]
         trainable = [p for group in self.optimizer.param_groups for p in group["params"] if p.requires_grad]
 
@@ -250,11 +250,14 @@ class MAML(EpisodicTraining):
             loss, task_score = self._task_objective(module, params, *(t[i] for t in tensors))
             return loss.detach(), task_score, torch.autograd.grad(loss / num_tasks, trainable, allow_unused=True)
 
-        losses, scores, grads = zip(*self.tasks.map(task, num_tasks))
-        for param, task_grads in zip(trainable, zip(*grads)):
-            used = [g for g in task_grads if g is not None]
-            if used:
-                total = sum(used[1:], used[0])
+        losses, scores = [], []
+        totals: list[Tensor | None] = [None] * len(trainable)
+        for loss, task_score, grads in self.tasks.map(task, num_tasks):
+            losses.append(loss)
+            scores.append(task_score)
+            totals = [total if g is None else g if total is None else total + g for total, g in zip(totals, grads)]
+        for param, total in zip(trainable, totals):
+            if total is not None:  # None: the parameter does not reach the loss, as .backward() leaves it
                 param.grad = total if param.grad is None else param.grad + total
         return torch.stack(losses), torch.stack(scores)
 
@@ -333,7 +336,7 @@ class MAML(EpisodicTraining):
                 with torch.no_grad():  # grad mode is per thread
                     return self._adaptation_curve(module, params, steps, *(t[i] for t in tensors))
 
-            return torch.stack(self.tasks.map(task, episode.num_tasks)).cpu()
+            return torch.stack(list(self.tasks.map(task, episode.num_tasks))).cpu()
 
     # --- checkpoints -----------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:

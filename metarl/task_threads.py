@@ -16,7 +16,7 @@ from __future__ import annotations
 import copy
 import itertools
 import queue
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import TypeVar
 
@@ -56,10 +56,11 @@ class TaskThreads:
         self._pool = (ThreadPoolExecutor(threads, initializer=torch.set_num_threads, initargs=(1,),
                                          thread_name_prefix="metarl-task") if threads > 1 else None)
 
-    def map(self, fn: Callable[[nn.Module, int], Result], count: int) -> list[Result]:
-        """``[fn(module, 0), ..., fn(module, count - 1)]``, where ``module`` may be a copy sharing the tensors."""
+    def map(self, fn: Callable[[nn.Module, int], Result], count: int) -> Iterator[Result]:
+        """``fn(module, 0), ..., fn(module, count - 1)`` in that order, each as soon as it and those before it are
+        done; ``module`` may be a copy sharing the tensors. With one thread each runs when the next is asked for."""
         if self._pool is None:
-            return [fn(self.module, task) for task in range(count)]
+            return (fn(self.module, task) for task in range(count))
         copies: queue.SimpleQueue[nn.Module] = queue.SimpleQueue()
         for _ in range(min(self.threads, count)):
             copies.put(self._structural_copy())
@@ -71,7 +72,7 @@ class TaskThreads:
             finally:
                 copies.put(module)
 
-        return list(self._pool.map(run, range(count)))
+        return self._pool.map(run, range(count))
 
     def _structural_copy(self) -> nn.Module:
         tensors = itertools.chain(self.module.parameters(), self.module.buffers())
