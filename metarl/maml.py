@@ -34,7 +34,7 @@ from metarl.functional import (
     score,
 )
 from metarl.models import build_model, vmap_safe_norm
-from metarl.task_threads import TaskThreads, default_task_threads
+from metarl.task_threads import TaskThreads, check_task_threads, task_threads_for
 from metarl.tasks import Episode, SupervisedTaskDistribution
 
 
@@ -77,8 +77,7 @@ class MAMLConfig:
             )
         check_choice("path", self.path, META_BATCH_PATHS)
         check_choice("cuda_graph", self.cuda_graph, GRAPH_SETTINGS)
-        if self.task_threads < 0:
-            raise ValueError(f"task_threads must be >= 0 (0 picks), got {self.task_threads}")
+        check_task_threads(self.task_threads)
 
 
 def choose_batched(model: nn.Module, device: torch.device) -> bool:
@@ -136,16 +135,7 @@ class MAML(EpisodicTraining):
         else:
             self.batched = self.config.path == "batched"
         self._recorded_step = GraphedStep(self._update) if graphed else None
-        self.tasks = TaskThreads(self.model, self._task_threads())
-
-    def _task_threads(self) -> int:
-        threads = self.config.task_threads
-        if threads > 1 and (self.batched or self.device.type != "cpu"):
-            raise ValueError(f"task_threads={threads} needs the per-task path on a CPU; this MAML has the "
-                             f"{'batched' if self.batched else 'per-task'} path on {self.device}")
-        if threads == 0:
-            return 1 if self.batched else default_task_threads(self.device)
-        return threads
+        self.tasks = TaskThreads(task_threads_for(self.config.task_threads, not self.batched, self.device))
 
     @property
     def graphed(self) -> bool:
@@ -252,7 +242,7 @@ class MAML(EpisodicTraining):
 
         losses, scores = [], []
         totals: list[Tensor | None] = [None] * len(trainable)
-        for loss, task_score, grads in self.tasks.map(task, num_tasks):
+        for loss, task_score, grads in self.tasks.map_with_copies(self.model, task, num_tasks):
             losses.append(loss)
             scores.append(task_score)
             totals = [total if g is None else g if total is None else total + g for total, g in zip(totals, grads)]
@@ -336,7 +326,7 @@ class MAML(EpisodicTraining):
                 with torch.no_grad():  # grad mode is per thread
                     return self._adaptation_curve(module, params, steps, *(t[i] for t in tensors))
 
-            return torch.stack(list(self.tasks.map(task, episode.num_tasks))).cpu()
+            return torch.stack(list(self.tasks.map_with_copies(self.model, task, episode.num_tasks))).cpu()
 
     # --- checkpoints -----------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:

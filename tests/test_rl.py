@@ -6,6 +6,7 @@ import gymnasium
 import numpy as np
 import pytest
 import torch
+from torch.nn.utils import parameters_to_vector
 
 from metarl.functional import parameters_of
 from metarl.models import GaussianMLPPolicy
@@ -14,6 +15,7 @@ from metarl.rl.gaussian import kl_divergence, log_prob
 from metarl.rl.returns import discounted_returns, gae, linear_baseline, normalize
 from metarl.rl.sampler import Trajectories, action_affine, policy_per_task
 from metarl.rl.trpo import backtracking_line_search, conjugate_gradient
+from metarl.task_threads import threads_are_per_thread
 from metarl.tasks import Task
 
 NAVIGATION = "envs:metarl/Navigation2D-v0"
@@ -105,11 +107,13 @@ def test_gaussian_log_prob_and_kl_match_torch_distributions():
                                torch.distributions.kl_divergence(normal, other).sum(-1))
 
 
-def make_learner(path: str, first_order: bool = False, tasks: int = 3, episodes: int = 4, horizon: int = 12):
+def make_learner(path: str, first_order: bool = False, tasks: int = 3, episodes: int = 4, horizon: int = 12,
+                 threads: int = 0):
     torch.manual_seed(0)
     policy = GaussianMLPPolicy(2, 2, hidden=(16, 16)).double()
     sampler = TrajectorySampler(lambda n: gymnasium.make_vec(NAVIGATION, num_envs=n), policy, episodes, horizon)
-    learner = MAMLTRPO(policy, sampler, MAMLTRPOConfig(path=path, first_order=first_order, episodes_per_task=episodes))
+    learner = MAMLTRPO(policy, sampler, MAMLTRPOConfig(path=path, first_order=first_order, episodes_per_task=episodes,
+                                                       task_threads=threads))
     distribution = gymnasium.make(NAVIGATION).unwrapped
     batch = RLBatch(distribution.sample_tasks(tasks, np.random.default_rng(3)), seed=11)
     return learner, batch
@@ -157,6 +161,23 @@ def test_trpo_step_improves_the_surrogate_within_the_kl_bound():
         after, kl = objective.surrogate()
     assert after.item() < before
     assert 0 < kl.item() <= learner.config.max_kl
+
+
+@pytest.mark.skipif(not threads_are_per_thread(), reason="task threads need torch's OpenMP backend")
+def test_trpo_steps_of_both_paths_and_on_task_threads_are_the_same_step():
+    """TRPO differentiates the per-task path task by task (on threads when there are several) and the batched
+    path as one graph: the same gradient, Fisher-vector products, and so the same step."""
+    stepped = []
+    for path, threads in (("batched", 0), ("per_task", 1), ("per_task", 2)):
+        learner, batch = make_learner(path, threads=threads)
+        assert learner.tasks.threads == max(threads, 1)
+        start = parameters_to_vector(learner.policy.parameters()).detach().clone()
+        _, search = learner._trpo_step(learner.meta_objective(batch))
+        assert search.accepted
+        stepped.append(parameters_to_vector(learner.policy.parameters()).detach() - start)
+    assert stepped[0].norm() > 0
+    for other in stepped[1:]:
+        torch.testing.assert_close(other, stepped[0], rtol=1e-8, atol=1e-12)
 
 
 def test_sampling_is_reproducible_from_the_seed():

@@ -18,8 +18,8 @@ needs_openmp = pytest.mark.skipif(not threads_are_per_thread(), reason="task thr
 def test_map_keeps_task_order_on_worker_threads_of_one_intra_op_thread_each():
     model = Conv4(1, 3, hidden=4, image_size=16)
     main_threads = torch.get_num_threads()
-    seen = list(TaskThreads(model, 2).map(
-        lambda module, task: (task, threading.current_thread().name, torch.get_num_threads(), module), 7))
+    seen = list(TaskThreads(2).map_with_copies(
+        model, lambda module, task: (task, threading.current_thread().name, torch.get_num_threads(), module), 7))
     assert [task for task, *_ in seen] == list(range(7))
     assert all(name.startswith("metarl-task") for _, name, _, _ in seen)
     assert {threads for _, _, threads, _ in seen} == {1}
@@ -31,27 +31,27 @@ def test_map_keeps_task_order_on_worker_threads_of_one_intra_op_thread_each():
 
 def test_one_thread_runs_in_the_caller_on_the_module_itself():
     model = Conv4(1, 3, hidden=4, image_size=16)
-    seen = list(TaskThreads(model, 1).map(lambda module, task: (module, threading.current_thread()), 3))
+    seen = list(TaskThreads(1).map_with_copies(model, lambda module, task: (module, threading.current_thread()), 3))
     assert all(module is model and thread is threading.current_thread() for module, thread in seen)
 
 
 @needs_openmp
 def test_a_failing_task_raises_in_the_caller():
-    def fail_on_two(module, task):
+    def fail_on_two(task):
         if task == 2:
             raise KeyError("task 2")
         return task
 
     with pytest.raises(KeyError, match="task 2"):
-        list(TaskThreads(Conv4(1, 3, hidden=4, image_size=16), 2).map(fail_on_two, 4))
+        list(TaskThreads(2).map(fail_on_two, 4))
 
 
 def test_bad_thread_settings_are_refused():
     with pytest.raises(ValueError, match="at least one task thread"):
-        TaskThreads(Conv4(1, 3, hidden=4, image_size=16), 0)
+        TaskThreads(0)
     with pytest.raises(ValueError, match=r"task_threads must be >= 0"):
         MAMLConfig(task_threads=-1)
-    with pytest.raises(ValueError, match="needs the per-task path on a CPU; this MAML has the batched path"):
+    with pytest.raises(ValueError, match="needs the per-task path on a CPU; this learner has the batched path"):
         MAML(Conv4(1, 3, hidden=4, image_size=16), "cross_entropy", MAMLConfig(path="batched", task_threads=2))
 
 

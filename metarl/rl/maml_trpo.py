@@ -28,6 +28,7 @@ from metarl.rl.gaussian import kl_divergence, log_prob
 from metarl.rl.returns import discounted_returns, gae, linear_baseline, normalize
 from metarl.rl.sampler import SAMPLINGS, Sampling, Trajectories, TrajectorySampler, policy_per_task, stack_params
 from metarl.rl.trpo import LineSearchResult, backtracking_line_search, conjugate_gradient
+from metarl.task_threads import TaskThreads, check_task_threads, task_threads_for
 from metarl.tasks import Task
 
 PolicyData = tuple[Tensor, Tensor, Tensor, Tensor]
@@ -87,6 +88,9 @@ class MAMLTRPOConfig:
     """vmap over tasks, a per-task loop, or auto: per-task on the CPU, where it was measured 5.6x faster
     (Navigation2D, 20 tasks: TRPO's Fisher-vector products backpropagate slowly through vmap), and
     batched on CUDA, where it launches fewer kernels (not yet timed)."""
+    task_threads: int = 0
+    """Threads for the per-task path on a CPU: TRPO's gradients and Fisher-vector products, task by task
+    (:mod:`metarl.task_threads`); 0 picks torch's intra-op thread count there and 1 everywhere else."""
 
     def __post_init__(self) -> None:
         self.hidden = tuple(self.hidden)
@@ -102,6 +106,7 @@ class MAMLTRPOConfig:
                              f"{self.inner_lr}, {self.eval_inner_lr}, {self.eval_inner_lr_decay}")
         check_choice("sampling", self.sampling, SAMPLINGS)
         check_choice("path", self.path, META_BATCH_PATHS)
+        check_task_threads(self.task_threads)
 
     def evaluation_step_sizes(self, steps: int) -> list[float]:
         """The step sizes of ``steps`` adaptation steps at evaluation: ``inner_lr``, then ``eval_inner_lr``
@@ -151,14 +156,21 @@ class _Adaptation:
 class MetaObjective:
     """TRPO's surrogate loss and mean KL over a meta-batch, as a function of the policy's parameters.
 
-    ``surrogate()`` re-runs the adaptation from the parameters as they are now, so the line search
-    and the tests can evaluate it after changing them; ``params`` are the policy's own tensors.
+    ``parts()`` re-runs the adaptation from the parameters as they are now, so the line search and the tests
+    can evaluate it after changing them, and returns the loss and KL in parts that add up to them: one per
+    task on the per-task path, whose graphs TRPO differentiates on separate threads, one for the whole batch
+    on the batched path. ``params`` are the policy's own tensors.
     """
 
-    surrogate: Callable[[], tuple[Tensor, Tensor]]
+    parts: Callable[[], list[tuple[Tensor, Tensor]]]
     params: Params
     inner_episodes: list[Trajectories]
     valid_episodes: Trajectories
+
+    def surrogate(self) -> tuple[Tensor, Tensor]:
+        """The surrogate loss and the mean KL: the sums of :attr:`parts`."""
+        losses, kls = zip(*self.parts())
+        return sum(losses[1:], losses[0]), sum(kls[1:], kls[0])
 
 
 class MAMLTRPO:
@@ -176,6 +188,7 @@ class MAMLTRPO:
             self.batched = self.device.type == "cuda"
         else:
             self.batched = self.config.path == "batched"
+        self.tasks = TaskThreads(task_threads_for(self.config.task_threads, not self.batched, self.device))
 
     # --- per-task pieces, written once for vmap and for the loop -----------------------------------
     def _inner_loss(self, params: Params, data: PolicyData) -> Tensor:
@@ -203,11 +216,16 @@ class MAMLTRPO:
         ``in_dims`` is 0 (the others are shared), or the same in a loop."""
         if self.batched:
             return vmap(fn, in_dims=in_dims)(*args)
-        n = next(leaf for a, d in zip(args, in_dims) if d == 0 for leaf in _leaves(a)).shape[0]
-        results = [fn(*(_pick(a, i) if d == 0 else a for a, d in zip(args, in_dims))) for i in range(n)]
+        results = self._each_task(fn, in_dims, *args)
         if isinstance(results[0], dict):
             return {k: torch.stack([r[k] for r in results]) for k in results[0]}
         return tuple(torch.stack(column) for column in zip(*results))
+
+    @staticmethod
+    def _each_task(fn: Callable[..., Any], in_dims: tuple[int | None, ...], *args: Any) -> list[Any]:
+        """``fn`` on every task in a loop, unstacked: task ``i`` of the arguments whose ``in_dims`` is 0."""
+        n = next(leaf for a, d in zip(args, in_dims) if d == 0 for leaf in _leaves(a)).shape[0]
+        return [fn(*(_pick(a, i) if d == 0 else a for a, d in zip(args, in_dims))) for i in range(n)]
 
     # --- data --------------------------------------------------------------------------------------
     def policy_data(self, episodes: Trajectories) -> PolicyData:
@@ -259,14 +277,18 @@ class MAMLTRPO:
         with torch.no_grad():
             old_mean, old_log_std = policy_per_task(self.policy, adaptation.params, valid[0])
             old_log_prob = log_prob(old_mean, old_log_std, valid[1])
-        steps_data = tuple(adaptation.data)
+        arguments = (params, tuple(adaptation.data), valid, old_log_prob, old_mean, old_log_std)
+        in_dims = (None, 0, 0, 0, 0, 0)
 
-        def surrogate() -> tuple[Tensor, Tensor]:
-            losses, kls = self._over_tasks(self._task_surrogate, (None, 0, 0, 0, 0, 0), params, steps_data, valid,
-                                           old_log_prob, old_mean, old_log_std)
-            return losses.mean() * batch.share, kls.mean() * batch.share
+        def parts() -> list[tuple[Tensor, Tensor]]:
+            if self.batched:
+                losses, kls = self._over_tasks(self._task_surrogate, in_dims, *arguments)
+                return [(losses.mean() * batch.share, kls.mean() * batch.share)]
+            weight = batch.share / len(batch.tasks)
+            return [(loss * weight, kl * weight) for loss, kl in self._each_task(self._task_surrogate, in_dims,
+                                                                                  *arguments)]
 
-        return MetaObjective(surrogate, params, adaptation.episodes, valid_episodes)
+        return MetaObjective(parts, params, adaptation.episodes, valid_episodes)
 
     def _trpo_step(self, objective: MetaObjective) -> tuple[float, LineSearchResult]:
         """One natural-gradient step on the surrogate within the KL bound; returns the loss before it.
@@ -275,19 +297,27 @@ class MAMLTRPO:
         the line search's losses and KLs are summed over the processes, so all take the same step.
         """
         c = self.config
-        names = list(objective.params)
-        leaves = [objective.params[n] for n in names]
-        loss, kl = objective.surrogate()
-        flat_grad = distributed.all_reduce_sum(
-            torch.cat([g.reshape(-1) for g in torch.autograd.grad(loss, leaves, retain_graph=True)]))
-        flat_kl_grad = torch.cat([g.reshape(-1) for g in torch.autograd.grad(kl, leaves, create_graph=True)])
-        old_loss = distributed.all_reduce_sum(loss.detach().clone()).item()
+        leaves = list(objective.params.values())
+        parts = objective.parts()
+
+        def flat_grad(output: Tensor, **kwargs: bool) -> Tensor:
+            return torch.cat([g.reshape(-1) for g in torch.autograd.grad(output, leaves, **kwargs)])
+
+        def over_parts(compute: Callable[[int], Tensor]) -> Tensor:
+            """The sum over the parts of ``compute(part)``, the parts on :attr:`tasks`' threads, in part order."""
+            results = self.tasks.map(compute, len(parts))
+            first = next(results)
+            return sum(results, first)
+
+        gradient = distributed.all_reduce_sum(over_parts(lambda k: flat_grad(parts[k][0], retain_graph=True)))
+        kl_gradients = list(self.tasks.map(lambda k: flat_grad(parts[k][1], create_graph=True), len(parts)))
+        old_loss = distributed.all_reduce_sum(sum(loss.detach() for loss, _ in parts)).item()
 
         def fisher_vector(vector: Tensor) -> Tensor:
-            products = torch.autograd.grad(flat_kl_grad @ vector, leaves, retain_graph=True)
-            return distributed.all_reduce_sum(torch.cat([p.reshape(-1) for p in products])) + c.cg_damping * vector
+            product = over_parts(lambda k: flat_grad(kl_gradients[k] @ vector, retain_graph=True))
+            return distributed.all_reduce_sum(product) + c.cg_damping * vector
 
-        direction = conjugate_gradient(fisher_vector, -flat_grad.detach(), c.cg_iterations)
+        direction = conjugate_gradient(fisher_vector, -gradient.detach(), c.cg_iterations)
         curvature = direction @ fisher_vector(direction)
         full_step = direction * torch.sqrt(2 * c.max_kl / curvature.clamp_min(1e-12))
         old_vector = parameters_to_vector(leaves).detach()
