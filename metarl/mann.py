@@ -194,6 +194,22 @@ class MANN(nn.Module):
         for layer in (self.input_map, self.heads, self.output):
             layer.bias.zero_()
 
+    def load_without_key_strength(self, state: dict[str, Tensor]) -> None:
+        """Load the weights of the same MANN trained without key strengths into this one, which has them: each
+        head's strength starts at softplus(log(e - 1)) = 1 whatever the controller state, the paper's read, so
+        the model computes what the trained one did and training can sharpen its reads from there."""
+        c = self.config
+        if not c.key_strength:
+            raise ValueError("load_without_key_strength needs a MANN with key_strength=True")
+        heads, strength = c.read_heads, self.head_layout["strength"].start
+        old_weight = state["heads.weight"].view(heads, self.head_size - 1, -1)
+        old_bias = state["heads.bias"].view(heads, self.head_size - 1)
+        weight = torch.cat([old_weight[:, :strength], old_weight.new_zeros(heads, 1, old_weight.shape[-1]),
+                            old_weight[:, strength:]], dim=1)
+        bias = torch.cat([old_bias[:, :strength], old_bias.new_full((heads, 1), math.log(math.e - 1)),
+                          old_bias[:, strength:]], dim=1)
+        self.load_state_dict({**state, "heads.weight": weight.flatten(0, 1), "heads.bias": bias.flatten()})
+
     def forward(self, inputs: Tensor) -> Tensor:
         c = self.config
         batch = inputs.shape[0]

@@ -92,12 +92,19 @@ class MANNExperiment:
 
     def start_from(self, path: str | Path) -> None:
         """Load the model weights of the run at ``path`` (its folder or checkpoint.pt); they must be of the same
-        model with the same shapes (string labels keep their shapes across ways; one-hot labels do not)."""
+        model with the same shapes (string labels keep their shapes across ways; one-hot labels do not). A MANN
+        run without key strengths may start one with them (:meth:`MANN.load_without_key_strength`)."""
         state, saved = load_run(path, SequenceLearner.method)
         if saved.get("model") != self.config.model:
             raise ValueError(f"--init-from {path}: it is a {saved.get('model')!r} run, this one is {self.config.model!r}")
+        model = self.learner.model
+        adds_key_strength = (self.config.model == "mann" and self.config.mann.key_strength
+                             and not saved.get("mann", {}).get("key_strength", False))
         try:
-            self.learner.model.load_state_dict(state["learner"]["model"])
+            if adds_key_strength:
+                model.load_without_key_strength(state["learner"]["model"])
+            else:
+                model.load_state_dict(state["learner"]["model"])
         except RuntimeError as error:
             raise ValueError(f"--init-from {path}: its weights do not fit this model (other inputs, labels or sizes): "
                              f"{str(error).splitlines()[-1].strip()}") from None

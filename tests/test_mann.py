@@ -7,6 +7,7 @@ import math
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from metarl.mann import MANN, MANNConfig, MemoryState, cosine_read_weights, empty_memory, lrua_step, lrua_write
@@ -354,6 +355,15 @@ def test_init_from_loads_another_runs_weights_and_runs_saved_before_the_new_sett
     assert all(torch.equal(value, trained[name]) for name, value in fresh.learner.model.state_dict().items())
     assert all(not state for state in fresh.learner.optimizer.state.values())  # the optimiser starts afresh
 
+    sharpened = config("beta", ways=5)
+    sharpened.mann.key_strength = True  # a run without key strengths may start one with them
+    with_strength = MANNExperiment(sharpened)
+    with_strength.start_from(tmp_path / "first")
+    episode = with_strength.distribution("val").episode(with_strength.distribution("val").sample_tasks(
+        2, np.random.default_rng(0)), np.random.default_rng(1))
+    with torch.no_grad():
+        torch.testing.assert_close(with_strength.learner.logits(episode), fresh.learner.logits(episode))
+
     run_mann(config("second", ways=5, init_from=str(tmp_path / "first" / "checkpoint.pt")))
     saved = json.loads((tmp_path / "first" / "config.json").read_text())  # as a run from before init and init_from
     del saved["init_from"], saved["mann"]["init"]
@@ -371,6 +381,22 @@ def test_init_from_loads_another_runs_weights_and_runs_saved_before_the_new_sett
         with pytest.raises(ValueError, match=message):
             run_mann(bad)
         assert not (tmp_path / bad.train.out).exists()  # refused before the run folder is made
+
+
+def test_key_strengths_added_to_trained_weights_start_as_the_papers_read_and_can_sharpen():
+    torch.manual_seed(0)
+    config = MANNConfig(controller_size=8, memory_slots=6, memory_width=3, read_heads=2, add_vector=True)
+    trained = MANN(7, 5, config)
+    sharpened = MANN(7, 5, MANNConfig(**{**vars(config), "key_strength": True}))
+    sharpened.load_without_key_strength(trained.state_dict())
+    inputs = torch.randn(4, 9, 7)
+    torch.testing.assert_close(sharpened(inputs), trained(inputs), rtol=0, atol=1e-6)
+    strength = sharpened.heads.bias.view(2, sharpened.head_size)[:, sharpened.head_layout["strength"]]
+    torch.testing.assert_close(F.softplus(strength), torch.ones(2, 1))
+    sharpened(inputs).square().sum().backward()  # the new rows learn
+    assert sharpened.heads.weight.grad.view(2, sharpened.head_size, -1)[:, sharpened.head_layout["strength"]].abs().sum() > 0
+    with pytest.raises(ValueError, match="needs a MANN with key_strength=True"):
+        trained.load_without_key_strength(trained.state_dict())
 
 
 @pytest.mark.parametrize("controller", ["lstm", "feedforward"])
