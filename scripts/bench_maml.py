@@ -96,6 +96,8 @@ class Args:
     """Seeds the model initialisation and the synthetic images."""
     threads: int | None = None
     """CPU threads for torch (torch.set_num_threads); default: torch's own choice."""
+    task_threads: int = 0
+    """metarl's task threads on the per-task path on a CPU (MAMLConfig.task_threads; 0: its default)."""
     check_gradients: bool = True
     """Check that the meta-gradients of all implementations agree on the first configuration."""
     out: Path = Path("runs/bench_maml.json")
@@ -140,9 +142,9 @@ class Stepper:
 
 class MetarlStepper(Stepper):
     def __init__(self, model, steps, first_order, inner_lr, meta_lr, path: str, device: torch.device,
-                 cuda_graph: str = "auto"):
+                 cuda_graph: str = "auto", task_threads: int = 0):
         config = MAMLConfig(inner_lr=inner_lr, inner_steps=steps, first_order=first_order, meta_lr=meta_lr, path=path,
-                            cuda_graph=cuda_graph)
+                            cuda_graph=cuda_graph, task_threads=task_threads)
         self.maml = MAML(model, "cross_entropy", config, device=device)
         self.model = self.maml.model
         self.meta_optimizer = self.maml.optimizer
@@ -246,8 +248,10 @@ def make_stepper(
         path = "auto"
         if name == "metarl-other":
             path = "per_task" if choose_batched(model, device) else "batched"
+        per_task_on_cpu = device.type == "cpu" and (path == "per_task" or not choose_batched(model, device))
         return MetarlStepper(model, steps, first_order, args.inner_lr, args.meta_lr, path, device,
-                             cuda_graph="off" if name == "metarl-eager" else "auto")
+                             cuda_graph="off" if name == "metarl-eager" else "auto",
+                             task_threads=args.task_threads if per_task_on_cpu else 0)
     if name == "higher":
         return HigherStepper(model, steps, first_order, args.inner_lr, args.meta_lr)
     return TorchoptStepper(model, steps, first_order, args.inner_lr, args.meta_lr)
