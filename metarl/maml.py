@@ -241,14 +241,12 @@ class MAML(EpisodicTraining):
             return loss.detach(), task_score, torch.autograd.grad(loss / num_tasks, trainable, allow_unused=True)
 
         losses, scores = [], []
-        totals: list[Tensor | None] = [None] * len(trainable)
         for loss, task_score, grads in self.tasks.map_with_copies(self.model, task, num_tasks):
             losses.append(loss)
             scores.append(task_score)
-            totals = [total if g is None else g if total is None else total + g for total, g in zip(totals, grads)]
-        for param, total in zip(trainable, totals):
-            if total is not None:  # None: the parameter does not reach the loss, as .backward() leaves it
-                param.grad = total if param.grad is None else param.grad + total
+            for param, grad in zip(trainable, grads):
+                if grad is not None:  # None: the parameter does not reach the loss, as .backward() leaves it
+                    param.grad = grad if param.grad is None else param.grad + grad
         return torch.stack(losses), torch.stack(scores)
 
     def _update(self, *tensors: Tensor) -> tuple[Tensor, Tensor]:

@@ -245,11 +245,10 @@ def make_stepper(
 ) -> Stepper:
     model = copy.deepcopy(model)
     if name.startswith("metarl"):
-        path = "auto"
-        if name == "metarl-other":
-            path = "per_task" if choose_batched(model, device) else "batched"
-        per_task_on_cpu = device.type == "cpu" and (path == "per_task" or not choose_batched(model, device))
-        return MetarlStepper(model, steps, first_order, args.inner_lr, args.meta_lr, path, device,
+        batched = choose_batched(model, device) != (name == "metarl-other")  # other: the path auto does not pick
+        per_task_on_cpu = not batched and device.type == "cpu"  # where task threads apply
+        return MetarlStepper(model, steps, first_order, args.inner_lr, args.meta_lr,
+                             "batched" if batched else "per_task", device,
                              cuda_graph="off" if name == "metarl-eager" else "auto",
                              task_threads=args.task_threads if per_task_on_cpu else 0)
     if name == "higher":
